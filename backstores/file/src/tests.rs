@@ -1,0 +1,425 @@
+use super::*;
+use backstore::testsuite;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("store-file-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn create_opts(size: u64, block_size: u32) -> FileOptions {
+    FileOptions {
+        size: Some(size),
+        block_size,
+        read_only: false,
+        create: true,
+    }
+}
+
+#[test]
+fn conformance_512() {
+    let dir = TempDir::new();
+    let n = AtomicU32::new(0);
+    testsuite::run_all(&|| {
+        let path = dir.path(&format!("c512-{}.img", n.fetch_add(1, Ordering::Relaxed)));
+        Box::new(FileStore::open(&path, create_opts(1 << 20, 512)).expect("open"))
+    });
+}
+
+#[test]
+fn conformance_4096() {
+    let dir = TempDir::new();
+    let n = AtomicU32::new(0);
+    testsuite::run_all(&|| {
+        let path = dir.path(&format!("c4k-{}.img", n.fetch_add(1, Ordering::Relaxed)));
+        Box::new(FileStore::open(&path, create_opts(1 << 20, 4096)).expect("open"))
+    });
+}
+
+#[test]
+fn conformance_memfd_without_cache() {
+    testsuite::run_all(&|| {
+        let f = anonymous_file("test").expect("memfd");
+        f.set_len(256 * 1024).expect("set_len");
+        let store = FileStore::from_file(f, "memfd", 512, false).expect("from_file");
+        let caps = Capabilities {
+            volatile_cache: false,
+            persistent: false,
+            ..store.capabilities()
+        };
+        Box::new(store.with_capabilities(caps))
+    });
+}
+
+#[test]
+fn read_only_refuses_writes_with_erofs() {
+    let dir = TempDir::new();
+    let path = dir.path("ro.img");
+    let pattern = testsuite::pattern(3, 0, 4096);
+    {
+        let s = FileStore::open(&path, create_opts(64 * 512, 512)).expect("create");
+        s.write(0, &pattern, true).expect("write");
+    }
+    let opts = FileOptions {
+        read_only: true,
+        ..FileOptions::default()
+    };
+    let s = FileStore::open(&path, opts).expect("open ro");
+    testsuite::check_read_only(&s);
+    let err = s.write(0, &[0; 512], false).expect_err("write");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let mut buf = vec![0; 4096];
+    s.read(0, &mut buf).expect("read");
+    assert_eq!(buf, pattern);
+}
+
+#[test]
+fn existing_file_keeps_data_and_size() {
+    let dir = TempDir::new();
+    let path = dir.path("keep.img");
+    std::fs::write(&path, vec![7u8; 8192]).expect("write file");
+    let s = FileStore::open(
+        &path,
+        FileOptions {
+            block_size: 4096,
+            ..FileOptions::default()
+        },
+    )
+    .expect("open");
+    assert_eq!(
+        s.geometry(),
+        Geometry {
+            block_size: 4096,
+            num_blocks: 2
+        }
+    );
+    let mut buf = [0u8; 4096];
+    s.read(4096, &mut buf).expect("read");
+    assert!(buf.iter().all(|&b| b == 7));
+    assert_eq!(s.describe(), format!("file:{}", path.display()));
+    assert_eq!(
+        s.capabilities(),
+        Capabilities {
+            read_only: false,
+            volatile_cache: true,
+            trim: true,
+            fast_zeroes: true,
+            persistent: true,
+            rotational: false
+        }
+    );
+}
+
+#[test]
+fn given_size_equal_or_larger_grows() {
+    let dir = TempDir::new();
+    let path = dir.path("grow.img");
+    std::fs::write(&path, vec![1u8; 4096]).expect("write file");
+    let s = FileStore::open(
+        &path,
+        FileOptions {
+            size: Some(4096),
+            ..FileOptions::default()
+        },
+    )
+    .expect("equal");
+    assert_eq!(s.geometry().num_blocks, 8);
+    drop(s);
+    let s = FileStore::open(
+        &path,
+        FileOptions {
+            size: Some(16384),
+            ..FileOptions::default()
+        },
+    )
+    .expect("grow");
+    assert_eq!(s.geometry().num_blocks, 32);
+    assert_eq!(std::fs::metadata(&path).expect("meta").len(), 16384);
+    let mut buf = [9u8; 512];
+    s.read(8192, &mut buf).expect("read grown part");
+    assert_eq!(buf, [0u8; 512]);
+}
+
+#[test]
+fn given_size_smaller_than_file_is_an_error() {
+    let dir = TempDir::new();
+    let path = dir.path("small.img");
+    std::fs::write(&path, vec![1u8; 8192]).expect("write file");
+    let err = FileStore::open(
+        &path,
+        FileOptions {
+            size: Some(4096),
+            ..FileOptions::default()
+        },
+    )
+    .expect_err("smaller");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(
+        err.to_string().contains("larger than the given size 4096"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).expect("meta").len(),
+        8192,
+        "file was truncated"
+    );
+}
+
+#[test]
+fn read_only_cannot_grow() {
+    let dir = TempDir::new();
+    let path = dir.path("rogrow.img");
+    std::fs::write(&path, vec![1u8; 4096]).expect("write file");
+    let opts = FileOptions {
+        size: Some(8192),
+        read_only: true,
+        ..FileOptions::default()
+    };
+    let err = FileStore::open(&path, opts).expect_err("grow ro");
+    assert!(err.to_string().contains("read-only"), "{err}");
+}
+
+#[test]
+fn missing_file_without_size_keeps_enoent() {
+    let dir = TempDir::new();
+    let path = dir.path("absent.img");
+    let opts = FileOptions {
+        create: true,
+        ..FileOptions::default()
+    };
+    let err = FileStore::open(&path, opts).expect_err("no size");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    assert!(!path.exists());
+    // Without `create`, a size does not create the file either.
+    let opts = FileOptions {
+        size: Some(4096),
+        ..FileOptions::default()
+    };
+    let err = FileStore::open(&path, opts).expect_err("no create");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    assert!(!path.exists());
+}
+
+#[test]
+fn bad_block_size_is_refused() {
+    let dir = TempDir::new();
+    let path = dir.path("bs.img");
+    for bs in [0, 513, 1024, 8192] {
+        let err = FileStore::open(&path, create_opts(1 << 20, bs)).expect_err("block size");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            err.to_string().contains(&format!("block size {bs}")),
+            "{err}"
+        );
+    }
+    assert!(
+        !path.exists(),
+        "a file was created for a refused block size"
+    );
+}
+
+#[test]
+fn size_not_multiple_of_block_size_is_refused() {
+    let dir = TempDir::new();
+    let err = FileStore::open(dir.path("a.img"), create_opts(1000, 512)).expect_err("create");
+    assert!(
+        err.to_string()
+            .contains("not a multiple of the block size 512"),
+        "{err}"
+    );
+    assert!(!dir.path("a.img").exists());
+    std::fs::write(dir.path("b.img"), vec![0u8; 6144]).expect("write");
+    let opts = FileOptions {
+        block_size: 4096,
+        ..FileOptions::default()
+    };
+    let err = FileStore::open(dir.path("b.img"), opts).expect_err("existing");
+    assert!(
+        err.to_string()
+            .contains("size 6144 is not a multiple of the block size 4096"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_size_and_empty_file_are_refused() {
+    let dir = TempDir::new();
+    let err = FileStore::open(dir.path("z.img"), create_opts(0, 512)).expect_err("zero");
+    assert!(err.to_string().contains("size is zero"), "{err}");
+    std::fs::write(dir.path("e.img"), b"").expect("write");
+    let err = FileStore::open(dir.path("e.img"), FileOptions::default()).expect_err("empty");
+    assert!(err.to_string().contains("empty"), "{err}");
+}
+
+#[test]
+fn directory_is_refused() {
+    let dir = TempDir::new();
+    let opts = FileOptions {
+        read_only: true,
+        ..FileOptions::default()
+    };
+    let err = FileStore::open(&dir.0, opts).expect_err("dir");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn out_of_range_io_is_einval() {
+    let dir = TempDir::new();
+    let s = FileStore::open(dir.path("r.img"), create_opts(4096, 512)).expect("open");
+    let mut buf = [0u8; 512];
+    assert_eq!(
+        s.read(4096, &mut buf).expect_err("read").raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        s.write(3584, &[0; 1024], false)
+            .expect_err("write")
+            .raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        s.trim(u64::MAX, 512).expect_err("trim").raw_os_error(),
+        Some(libc::EINVAL)
+    );
+}
+
+#[test]
+fn truncated_file_reads_as_eio() {
+    let dir = TempDir::new();
+    let path = dir.path("t.img");
+    let s = FileStore::open(&path, create_opts(8192, 512)).expect("open");
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("reopen")
+        .set_len(1024)
+        .expect("truncate");
+    let mut buf = [0u8; 512];
+    assert_eq!(
+        s.read(4096, &mut buf).expect_err("read").raw_os_error(),
+        Some(libc::EIO)
+    );
+}
+
+#[test]
+fn trim_frees_space_in_extents() {
+    let dir = TempDir::new();
+    let s = FileStore::open(dir.path("x.img"), create_opts(1 << 20, 4096)).expect("open");
+    s.write(0, &vec![5u8; 1 << 20], false).expect("fill");
+    s.trim(256 * 1024, 512 * 1024).expect("trim");
+    let list = s.extents(0, 1 << 20).expect("extents");
+    // File systems without hole support report everything as data, which is also correct.
+    if list.len() > 1 {
+        assert_eq!(
+            list,
+            vec![
+                Extent {
+                    offset: 0,
+                    length: 256 * 1024,
+                    hole: false
+                },
+                Extent {
+                    offset: 256 * 1024,
+                    length: 512 * 1024,
+                    hole: true
+                },
+                Extent {
+                    offset: 768 * 1024,
+                    length: 256 * 1024,
+                    hole: false
+                },
+            ]
+        );
+    }
+}
+
+#[test]
+fn memfd_extents_track_writes() {
+    let f = anonymous_file("extents").expect("memfd");
+    f.set_len(1 << 20).expect("set_len");
+    let s = FileStore::from_file(f, "memfd", 4096, false).expect("store");
+    assert_eq!(
+        s.extents(0, 1 << 20).expect("extents"),
+        vec![Extent {
+            offset: 0,
+            length: 1 << 20,
+            hole: true
+        }]
+    );
+    s.write(8192, &[1u8; 4096], false).expect("write");
+    let list = s.extents(4096, 12288).expect("extents");
+    assert_eq!(
+        list,
+        vec![
+            Extent {
+                offset: 4096,
+                length: 4096,
+                hole: true
+            },
+            Extent {
+                offset: 8192,
+                length: 4096,
+                hole: false
+            },
+            Extent {
+                offset: 12288,
+                length: 4096,
+                hole: true
+            },
+        ]
+    );
+}
+
+#[test]
+fn memfd_name_with_nul_is_refused() {
+    assert_eq!(
+        anonymous_file("a\0b").expect_err("nul").kind(),
+        io::ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn block_device_read_only_when_available() {
+    // Needs permission to open a disk; silently skipped elsewhere.
+    let opts = FileOptions {
+        read_only: true,
+        ..FileOptions::default()
+    };
+    let Some(store) = ["/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda"]
+        .iter()
+        .find_map(|p| FileStore::open(p, opts).ok())
+    else {
+        return;
+    };
+    let caps = store.capabilities();
+    assert!(caps.read_only && caps.persistent && !caps.trim);
+    assert!(store.geometry().num_blocks > 0);
+    let mut buf = [0u8; 512];
+    store.read(0, &mut buf).expect("read first block");
+    let wrong = FileOptions {
+        size: Some(store.geometry().size_bytes() + 512),
+        ..opts
+    };
+    let path = store.describe().trim_start_matches("file:").to_string();
+    let err = FileStore::open(&path, wrong).expect_err("wrong size");
+    assert!(err.to_string().contains("the device is"), "{err}");
+}
