@@ -1,0 +1,134 @@
+//! REPORT SUPPORTED OPERATION CODES (SPC-4 6.35): all commands, or one command with its CDB
+//! usage data, with optional command timeouts descriptors.
+
+use crate::cdb::{be16, be32, byte, clip};
+use crate::opcodes::{self, has_service_action, CmdInfo, COMMANDS};
+use crate::sense::{CmdResult, Sense};
+use crate::{Device, Request};
+
+/// Recommended command timeout reported in timeouts descriptors, in seconds.
+const RECOMMENDED_TIMEOUT: u32 = 60;
+
+/// The 12-byte command timeouts descriptor.
+fn timeouts() -> Vec<u8> {
+    let mut d = vec![0, 0x0A, 0, 0, 0, 0, 0, 0];
+    d.extend_from_slice(&RECOMMENDED_TIMEOUT.to_be_bytes());
+    d
+}
+
+/// One command descriptor of the all-commands format.
+fn descriptor(c: &CmdInfo, rctd: bool) -> Vec<u8> {
+    let sa = u16::from(c.sa.unwrap_or(0));
+    let mut d = vec![c.opcode, 0];
+    d.extend_from_slice(&sa.to_be_bytes());
+    d.push(0);
+    d.push(if rctd { 0x02 } else { 0 } | u8::from(c.sa.is_some()));
+    d.extend_from_slice(&(c.usage.len() as u16).to_be_bytes());
+    if rctd {
+        d.extend(timeouts());
+    }
+    d
+}
+
+/// One-command format: SUPPORT 011b with the usage data, or 001b when not supported.
+fn one_command(c: Option<&CmdInfo>, rctd: bool) -> Vec<u8> {
+    match c {
+        Some(c) => {
+            let mut d = vec![0, if rctd { 0x80 } else { 0 } | 0x03];
+            d.extend_from_slice(&(c.usage.len() as u16).to_be_bytes());
+            d.extend_from_slice(c.usage);
+            if rctd {
+                d.extend(timeouts());
+            }
+            d
+        }
+        None => vec![0, 0x01, 0, 0],
+    }
+}
+
+impl Device {
+    /// REPORT SUPPORTED OPERATION CODES.
+    pub(crate) fn report_supported_opcodes(&self, req: &Request) -> CmdResult {
+        let rctd = byte(req.cdb, 2) & 0x80 != 0;
+        let options = byte(req.cdb, 2) & 0x07;
+        let opcode = byte(req.cdb, 3);
+        let sa = be16(req.cdb, 4);
+        let alloc = be32(req.cdb, 6) as usize;
+        let thin = self.thin();
+        let has_sa = has_service_action(opcode);
+        let find = |sa: u16| {
+            u8::try_from(sa)
+                .ok()
+                .and_then(|sa| opcodes::find(opcode, sa, thin).ok())
+        };
+        let data = match options {
+            0 => {
+                let mut body = Vec::new();
+                for c in COMMANDS.iter().filter(|c| thin || !c.needs_trim) {
+                    body.extend(descriptor(c, rctd));
+                }
+                let mut d = (body.len() as u32).to_be_bytes().to_vec();
+                d.extend(body);
+                d
+            }
+            1 if has_sa => return Err(Sense::invalid_cdb(2, Some(2)).into()),
+            1 => one_command(find(0), rctd),
+            2 if !has_sa => return Err(Sense::invalid_cdb(2, Some(2)).into()),
+            2 | 3 => one_command(find(if has_sa { sa } else { 0 }), rctd),
+            _ => return Err(Sense::invalid_cdb(2, Some(2)).into()),
+        };
+        Ok(clip(data, alloc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::*;
+
+    fn rsoc(opts: u8, opcode: u8, sa: u16) -> [u8; 12] {
+        let mut c = [0xA3, 0x0C, opts, opcode, 0, 0, 0, 0, 0x10, 0, 0, 0];
+        c[4..6].copy_from_slice(&sa.to_be_bytes());
+        c
+    }
+
+    #[test]
+    fn all_commands() {
+        let (_, d) = dev();
+        let data = good(run(&d, &rsoc(0, 0, 0), &[]));
+        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        assert_eq!(len, data.len() - 4);
+        assert_eq!(len % 8, 0);
+        assert_eq!(&data[4..12], &[0x00, 0, 0, 0, 0, 0, 0, 6]);
+        let descs: Vec<&[u8]> = data[4..].chunks(8).collect();
+        let rc16 = descs.iter().find(|d| d[0] == 0x9E && d[3] == 0x10).unwrap();
+        assert_eq!(rc16[5], 0x01);
+        assert_eq!(&rc16[6..8], &[0, 16]);
+        let with_t = good(run(&d, &rsoc(0x80, 0, 0), &[]));
+        assert_eq!(with_t.len() - 4, len / 8 * 20);
+        assert_eq!(
+            &with_t[4..24],
+            &[0, 0, 0, 0, 0, 2, 0, 6, 0, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 60]
+        );
+    }
+
+    #[test]
+    fn one_command_forms() {
+        let (_, d) = dev();
+        let data = good(run(&d, &rsoc(1, 0x28, 0), &[]));
+        assert_eq!(&data[..4], &[0, 3, 0, 10]);
+        assert_eq!(
+            &data[4..],
+            &[0x28, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0x07]
+        );
+        assert_eq!(good(run(&d, &rsoc(1, 0xC5, 0), &[])), vec![0, 1, 0, 0]);
+        assert_invalid_cdb(&run(&d, &rsoc(1, 0x9E, 0x10), &[]), 2, Some(2));
+        let data = good(run(&d, &rsoc(2, 0x9E, 0x10), &[]));
+        assert_eq!(&data[..6], &[0, 3, 0, 16, 0x9E, 0x10]);
+        assert_eq!(good(run(&d, &rsoc(2, 0x9E, 0x1F), &[])), vec![0, 1, 0, 0]);
+        assert_invalid_cdb(&run(&d, &rsoc(2, 0x28, 0), &[]), 2, Some(2));
+        let data = good(run(&d, &rsoc(0x81, 0x2A, 0), &[]));
+        assert_eq!(data[1], 0x83);
+        assert_eq!(data.len(), 4 + 10 + 12);
+        assert_invalid_cdb(&run(&d, &rsoc(5, 0x28, 0), &[]), 2, Some(2));
+    }
+}

@@ -1,0 +1,174 @@
+//! Vital product data pages: 00h, 80h, 83h, B0h, B1h, B2h.
+
+use crate::inquiry::{ascii_field, PERIPHERAL_DISK};
+use crate::sense::Sense;
+use crate::Device;
+
+/// VPD page codes served.
+pub const PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+
+/// Wraps a page body in the 4-byte VPD header.
+fn page(code: u8, body: Vec<u8>) -> Vec<u8> {
+    let mut d = vec![PERIPHERAL_DISK, code];
+    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    d.extend(body);
+    d
+}
+
+/// One identification descriptor of VPD 83h.
+fn designator(code_set: u8, kind: u8, id: &[u8]) -> Vec<u8> {
+    let mut d = vec![code_set, kind, 0, id.len() as u8];
+    d.extend_from_slice(id);
+    d
+}
+
+impl Device {
+    /// The VPD page `code`, or INVALID FIELD IN CDB for an unknown page.
+    pub(crate) fn vpd_page(&self, code: u8) -> Result<Vec<u8>, Sense> {
+        let body = match code {
+            0x00 => PAGES.to_vec(),
+            0x80 => self
+                .cfg
+                .serial
+                .bytes()
+                .filter(|b| (0x20..0x7F).contains(b))
+                .collect(),
+            0x83 => self.device_identification(),
+            0xB0 => self.block_limits(),
+            0xB1 => self.block_characteristics(),
+            0xB2 => self.provisioning(),
+            _ => return Err(Sense::invalid_cdb(2, None)),
+        };
+        Ok(page(code, body))
+    }
+
+    /// VPD 83h: an NAA designator and a T10 vendor ID designator, both of the logical unit.
+    fn device_identification(&self) -> Vec<u8> {
+        let mut d = designator(0x01, 0x03, &self.cfg.naa.to_be_bytes());
+        let mut t10 = vec![0u8; 8];
+        ascii_field(&mut t10, &self.cfg.vendor);
+        let serial: Vec<u8> = self
+            .cfg
+            .serial
+            .bytes()
+            .filter(|b| (0x21..0x7F).contains(b))
+            .collect();
+        if serial.is_empty() {
+            let mut p = vec![0u8; 16];
+            ascii_field(&mut p, &self.cfg.product);
+            t10.extend(p);
+        } else {
+            t10.extend(serial);
+        }
+        t10.truncate(255 - 4);
+        d.extend(designator(0x02, 0x01, &t10));
+        d
+    }
+
+    /// VPD B0h (page length 3Ch).
+    fn block_limits(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 0x3C];
+        b[0] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is refused
+        b[1] = self.cfg.max_compare_write_blocks;
+        b[2..4].copy_from_slice(&1u16.to_be_bytes());
+        let max = self.max_transfer_blocks();
+        b[4..8].copy_from_slice(&max.to_be_bytes());
+        b[8..12].copy_from_slice(&max.to_be_bytes());
+        b[12..16].copy_from_slice(&max.to_be_bytes());
+        if self.thin() {
+            b[16..20].copy_from_slice(&self.cfg.max_unmap_blocks.to_be_bytes());
+            b[20..24].copy_from_slice(&self.cfg.max_unmap_descriptors.to_be_bytes());
+            b[24..28].copy_from_slice(&1u32.to_be_bytes());
+        }
+        b[32..40].copy_from_slice(&self.cfg.max_write_same_blocks.to_be_bytes());
+        b
+    }
+
+    /// VPD B1h (page length 3Ch): rotation rate 1 (non-rotating) unless the store is
+    /// rotational (then not reported).
+    fn block_characteristics(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 0x3C];
+        let rate: u16 = if self.caps.rotational { 0 } else { 1 };
+        b[0..2].copy_from_slice(&rate.to_be_bytes());
+        b
+    }
+
+    /// VPD B2h (page length 4): LBPU, LBPWS, LBPWS10, LBPRZ and thin provisioning when the
+    /// store can trim.
+    fn provisioning(&self) -> Vec<u8> {
+        if self.thin() {
+            vec![0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0]
+        } else {
+            vec![0; 4]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::*;
+
+    fn vpd(d: &crate::Device, code: u8) -> Vec<u8> {
+        good(run(d, &[0x12, 1, code, 0x10, 0, 0], &[]))
+    }
+
+    #[test]
+    fn supported_pages() {
+        let (_, d) = dev();
+        assert_eq!(
+            vpd(&d, 0),
+            vec![0, 0, 0, 6, 0, 0x80, 0x83, 0xB0, 0xB1, 0xB2]
+        );
+    }
+
+    #[test]
+    fn serial_page() {
+        let (_, d) = dev();
+        assert_eq!(vpd(&d, 0x80), b"\x00\x80\x00\x06SN0001".to_vec());
+    }
+
+    #[test]
+    fn identification_page() {
+        let (_, d) = dev_with(8, 512, |c| c.naa = 0x3123_4567_89AB_CDEF);
+        let p = vpd(&d, 0x83);
+        assert_eq!(&p[..4], &[0, 0x83, 0, 12 + 4 + 14]);
+        assert_eq!(
+            &p[4..16],
+            &[1, 3, 0, 8, 0x31, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]
+        );
+        assert_eq!(&p[16..20], &[2, 1, 0, 14]);
+        assert_eq!(&p[20..], b"USTGT   SN0001");
+    }
+
+    #[test]
+    fn default_naa_is_stable_and_local() {
+        let a = crate::device::default_naa("abc");
+        assert_eq!(a, crate::device::default_naa("abc"));
+        assert_ne!(a, crate::device::default_naa("abd"));
+        assert_eq!(a >> 60, 3);
+    }
+
+    #[test]
+    fn block_limits_page() {
+        let (_, d) = dev();
+        let p = vpd(&d, 0xB0);
+        assert_eq!(p.len(), 64);
+        assert_eq!(&p[..6], &[0, 0xB0, 0, 0x3C, 1, 1]);
+        assert_eq!(&p[8..12], &131072u32.to_be_bytes());
+        assert_eq!(&p[20..24], &(1u32 << 20).to_be_bytes());
+        assert_eq!(&p[24..28], &512u32.to_be_bytes());
+        assert_eq!(&p[36..44], &(1u64 << 22).to_be_bytes());
+    }
+
+    #[test]
+    fn provisioning_and_characteristics() {
+        let (_, d) = dev();
+        assert_eq!(vpd(&d, 0xB2), vec![0, 0xB2, 0, 4, 0, 0xE4, 2, 0]);
+        let p = vpd(&d, 0xB1);
+        assert_eq!(&p[..6], &[0, 0xB1, 0, 0x3C, 0, 1]);
+        let thick = thick_dev();
+        assert_eq!(vpd(&thick, 0xB2), vec![0, 0xB2, 0, 4, 0, 0, 0, 0]);
+        let p = vpd(&thick, 0xB0);
+        assert_eq!(&p[20..28], &[0; 8]);
+    }
+}

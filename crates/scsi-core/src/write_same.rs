@@ -1,0 +1,156 @@
+//! WRITE SAME 10/16 (SBC-3 5.42, 5.43), including UNMAP and NDOB.
+
+use crate::cdb::{self, byte};
+use crate::opcodes::op;
+use crate::read_write::check_protect;
+use crate::sense::{Asc, CmdResult, Sense};
+use crate::{Device, Request};
+
+/// Largest buffer built to replicate a non-zero block pattern.
+const CHUNK: u64 = 1 << 20;
+
+impl Device {
+    /// WRITE SAME 10/16. NUMBER OF LOGICAL BLOCKS 0 is refused (WSNZ=1). With UNMAP and a
+    /// zero block the range is trimmed; a zero block is written with `write_zeroes`;
+    /// anything else is replicated block by block.
+    pub(crate) fn write_same(&self, req: &Request) -> CmdResult {
+        let sixteen = req.cdb[0] == op::WRITE_SAME_16;
+        let r = cdb::block_range(req.cdb, false);
+        let flags = byte(req.cdb, 1);
+        check_protect(flags)?;
+        self.check_writable()?;
+        if flags & 0x10 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(4)).into());
+        }
+        let unmap = flags & 0x08 != 0;
+        let ndob = sixteen && flags & 0x01 != 0;
+        if unmap && !self.thin() {
+            return Err(Sense::invalid_cdb(1, Some(3)).into());
+        }
+        self.check_range(r.lba, r.blocks)?;
+        let len_at = if sixteen { 10 } else { 7 };
+        if r.blocks == 0 || r.blocks > self.cfg.max_write_same_blocks {
+            return Err(Sense::invalid_cdb(len_at, None).into());
+        }
+        let bs = self.bs();
+        let block: Vec<u8> = if ndob {
+            vec![0; bs as usize]
+        } else if req.data_out.len() as u64 == bs {
+            req.data_out.to_vec()
+        } else {
+            return Err(Sense::illegal(Asc::INVALID_FIELD_IN_IU).into());
+        };
+        let (off, len) = (r.lba * bs, r.blocks * bs);
+        let zero = block.iter().all(|b| *b == 0);
+        let res = if zero && unmap {
+            self.store.trim(off, len)
+        } else if zero {
+            self.store.write_zeroes(off, len)
+        } else {
+            return self.write_pattern(r.lba, r.blocks, &block);
+        };
+        res.map_err(|e| Sense::from_io(&e, true))?;
+        self.flush_if_write_through()?;
+        Ok(Vec::new())
+    }
+
+    /// Writes `block` to every block of the range, a chunk at a time.
+    fn write_pattern(&self, lba: u64, blocks: u64, block: &[u8]) -> CmdResult {
+        let bs = self.bs();
+        let per_chunk = (CHUNK / bs).max(1);
+        let buf: Vec<u8> = block
+            .iter()
+            .copied()
+            .cycle()
+            .take((per_chunk.min(blocks) * bs) as usize)
+            .collect();
+        let mut done = 0;
+        while done < blocks {
+            let n = per_chunk.min(blocks - done);
+            self.write_blocks(lba + done, &buf[..(n * bs) as usize], false)?;
+            done += n;
+        }
+        Ok(Vec::new())
+    }
+
+    /// With the write cache disabled, makes operations without a FUA form durable.
+    pub(crate) fn flush_if_write_through(&self) -> Result<(), Sense> {
+        if !self.lock().mode.wce {
+            self.store.flush().map_err(|e| Sense::from_io(&e, true))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::*;
+
+    #[test]
+    fn write_same_pattern() {
+        let (s, d) = dev();
+        let r = run(&d, &cdb10(0x41, 0, 10, 3), &[0x77; 512]);
+        assert_eq!(r.data_out_wanted, 512);
+        good(r);
+        let m = s.data.lock().unwrap();
+        assert!(m[10 * 512..13 * 512].iter().all(|b| *b == 0x77));
+        assert_eq!(m[13 * 512], 0);
+    }
+
+    #[test]
+    fn write_same_zero_and_unmap() {
+        let (s, d) = dev();
+        s.data.lock().unwrap().fill(1);
+        good(run(&d, &cdb16(0x93, 0x08, 4, 2), &[0; 512]));
+        assert_eq!(
+            s.calls(),
+            vec![Call::Trim {
+                offset: 2048,
+                len: 1024
+            }]
+        );
+        let r = run(&d, &cdb16(0x93, 0x09, 8, 1), &[]);
+        assert_eq!(r.data_out_wanted, 0);
+        good(r);
+        good(run(&d, &cdb10(0x41, 0, 0, 1), &[0; 512]));
+        let m = s.data.lock().unwrap();
+        assert!(m[..512].iter().all(|b| *b == 0));
+        assert!(m[2048..3072].iter().all(|b| *b == 0));
+        assert!(m[8 * 512..9 * 512].iter().all(|b| *b == 0));
+        assert_eq!(m[3072], 1);
+    }
+
+    #[test]
+    fn write_same_unmap_nonzero_writes() {
+        let (s, d) = dev();
+        good(run(&d, &cdb10(0x41, 0x08, 0, 2), &[5; 512]));
+        assert!(s.data.lock().unwrap()[..1024].iter().all(|b| *b == 5));
+    }
+
+    #[test]
+    fn write_same_errors() {
+        let (_, d) = dev();
+        assert_invalid_cdb(&run(&d, &cdb10(0x41, 0, 0, 0), &[0; 512]), 7, None);
+        assert_sense(&run(&d, &cdb10(0x41, 0, 1025, 0), &[0; 512]), 5, 0x2100);
+        assert_sense(&run(&d, &cdb16(0x93, 0, u64::MAX, 1), &[0; 512]), 5, 0x2100);
+        assert_sense(&run(&d, &cdb10(0x41, 0, 1020, 5), &[0; 512]), 5, 0x2100);
+        assert_invalid_cdb(&run(&d, &cdb10(0x41, 0x20, 0, 1), &[0; 512]), 1, Some(7));
+        assert_invalid_cdb(&run(&d, &cdb10(0x41, 0x10, 0, 1), &[0; 512]), 1, Some(4));
+        assert_invalid_cdb(&run(&d, &cdb10(0x41, 0x02, 0, 1), &[0; 512]), 1, Some(1));
+        assert_invalid_cdb(&run(&d, &cdb10(0x41, 0x01, 0, 1), &[0; 512]), 1, Some(0));
+        assert_sense(&run(&d, &cdb10(0x41, 0x08, 0, 1), &[0; 256]), 5, 0x0E03);
+        assert_sense(&run(&d, &cdb10(0x41, 0x08, 0, 1), &[0; 1024]), 5, 0x0E03);
+        let (_, big) = dev_with(64, 512, |c| c.max_write_same_blocks = 4);
+        assert_invalid_cdb(&run(&big, &cdb16(0x93, 0, 0, 5), &[0; 512]), 10, None);
+        let (_, ro) = dev_with(64, 512, |c| c.read_only = true);
+        assert_sense(&run(&ro, &cdb10(0x41, 0, 0, 1), &[0; 512]), 7, 0x2700);
+        assert_sense(&run(&ro, &cdb10(0x41, 0x08, 0, 1), &[0; 512]), 7, 0x2700);
+        let thick = thick_dev();
+        assert_invalid_cdb(
+            &run(&thick, &cdb10(0x41, 0x08, 0, 1), &[0; 512]),
+            1,
+            Some(3),
+        );
+        good(run(&thick, &cdb10(0x41, 0, 0, 1), &[0; 512]));
+    }
+}
