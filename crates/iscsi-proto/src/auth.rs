@@ -1,0 +1,54 @@
+//! Authentication seam for the security negotiation stage (RFC 7143 6.3 and
+//! chapter 12). Only `AuthMethod=None` is implemented; a CHAP implementation
+//! plugs in through [`Authenticator`].
+
+/// The result of one authentication exchange step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// More exchanges are needed; send these keys.
+    Continue(Vec<(String, String)>),
+    /// The initiator is authenticated; send these final keys (may be empty).
+    Success(Vec<(String, String)>),
+    /// Authentication failed: login status 0x0201.
+    Failure,
+}
+
+/// Decides the security negotiation of a login.
+pub trait Authenticator: Send + std::fmt::Debug {
+    /// AuthMethod values we accept, in preference order (e.g. `["CHAP"]` or `["None"]`).
+    fn methods(&self) -> Vec<&'static str>;
+
+    /// One step of the method chosen by the AuthMethod negotiation, with the
+    /// method-specific keys (`CHAP_*`) of the current request.
+    fn step(
+        &mut self,
+        method: &str,
+        initiator_name: &str,
+        target_name: Option<&str>,
+        keys: &[(String, String)],
+    ) -> AuthStep;
+}
+
+/// Accepts every initiator without authentication (`AuthMethod=None`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAuth;
+
+impl Authenticator for NoAuth {
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["None"]
+    }
+
+    fn step(
+        &mut self,
+        method: &str,
+        _initiator_name: &str,
+        _target_name: Option<&str>,
+        _keys: &[(String, String)],
+    ) -> AuthStep {
+        if method == "None" {
+            AuthStep::Success(Vec::new())
+        } else {
+            AuthStep::Failure
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Sans-IO iSCSI target protocol engine (RFC 7143, ErrorRecoveryLevel 0, one
+//! connection per session).
+//!
+//! A [`Connection`] consumes decoded PDUs ([`Connection::handle_pdu`]), clock
+//! readings and SCSI results, and produces [`Output`]s through
+//! [`Connection::poll`]: PDUs to transmit, SCSI tasks to execute, task
+//! management requests and the order to close. It performs no I/O and reads
+//! no clock.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod auth;
+pub mod cmdsn;
+mod command;
+mod config;
+mod connection;
+mod datain;
+mod dataout;
+mod login;
+mod logout;
+pub mod negotiate;
+mod nop;
+mod session;
+mod text;
+mod tmf;
+mod types;
+
+pub use auth::{AuthStep, Authenticator, NoAuth};
+pub use config::{Catalog, ConnectionConfig, Limits, TargetEntry};
+pub use connection::Connection;
+pub use login::login_status;
+pub use logout::logout_response;
+pub use types::{
+    tmf_function, tmf_response, Millis, Output, ScsiResult, SessionInfo, Task, TaskId, TmfRequest,
+};
+
+#[cfg(test)]
+mod ffp_tests;
+#[cfg(test)]
+mod testutil;
