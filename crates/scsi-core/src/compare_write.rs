@@ -22,6 +22,11 @@ impl Device {
         self.check_writable()?;
         self.check_range(lba, blocks)?;
         if blocks == 0 {
+            // Zero blocks compare and write nothing; Data-Out sent anyway means the CDB's
+            // NUMBER OF LOGICAL BLOCKS is not what the initiator meant (e.g. 256 truncated).
+            if !req.data_out.is_empty() {
+                return Err(Sense::invalid_cdb(13, None).into());
+            }
             return Ok(Vec::new());
         }
         let half = blocks * self.bs();

@@ -265,22 +265,26 @@ impl Device {
     }
 
     /// LOGICAL UNIT RESET: releases SPC-2 reservations, restores the unit and establishes
-    /// BUS DEVICE RESET FUNCTION OCCURRED for every nexus.
-    pub fn lun_reset(&self) {
-        self.reset(crate::Asc::BUS_DEVICE_RESET);
+    /// BUS DEVICE RESET FUNCTION OCCURRED for every nexus but the one that asked for the reset
+    /// (`requester`), which learns of it from the task management response.
+    pub fn lun_reset(&self, requester: Option<NexusId>) {
+        self.reset(crate::Asc::BUS_DEVICE_RESET, requester);
     }
 
     /// Target reset as seen by this LUN: like [`Device::lun_reset`] with POWER ON, RESET, OR
     /// BUS DEVICE RESET OCCURRED.
-    pub fn target_reset(&self) {
-        self.reset(crate::Asc::POWER_ON_RESET);
+    pub fn target_reset(&self, requester: Option<NexusId>) {
+        self.reset(crate::Asc::POWER_ON_RESET, requester);
     }
 
-    fn reset(&self, asc: crate::Asc) {
+    fn reset(&self, asc: crate::Asc, requester: Option<NexusId>) {
         let mut st = self.lock();
         st.reserved_by = None;
         st.mode.reset(self.cfg.write_cache);
-        st.ua.establish_all(asc);
+        match requester {
+            Some(n) => st.ua.establish_others(n, asc),
+            None => st.ua.establish_all(asc),
+        }
     }
 
     /// The I_T nexus is gone: drops its SPC-2 reservation and its unit attention state (a

@@ -6,12 +6,14 @@
 //! [`backstore::BlockStore`] and returns a [`Response`]: status, sense and Data-In bytes.
 //! No I/O of its own, no clock reads.
 //!
-//! Data-Out rule: a command that needs more Data-Out bytes than the transport delivered
-//! (`data_out.len()` smaller than [`Response::data_out_wanted`]) writes nothing and ends with
-//! CHECK CONDITION, ILLEGAL REQUEST / INVALID FIELD IN COMMAND INFORMATION UNIT (0Eh/03h), as
-//! FCP-4 allows and libiscsi's residual tests accept; the transport reports the overflow
-//! residual from `data_out_wanted`. Extra Data-Out bytes beyond what the command needs are
-//! ignored (underflow residual).
+//! Data-Out rule: when the transport delivers fewer Data-Out bytes than a WRITE or WRITE AND
+//! VERIFY needs (the initiator's expected length is smaller than the CDB's transfer length),
+//! only the whole blocks received are written and the command succeeds; the transport reports
+//! the overflow residual from [`Response::data_out_wanted`] (this is what libiscsi's residual
+//! tests and LIO expect). Commands whose parameter data must be complete (COMPARE AND WRITE,
+//! WRITE SAME, UNMAP, MODE SELECT, PERSISTENT RESERVE OUT, VERIFY with BYTCHK) end with CHECK
+//! CONDITION, ILLEGAL REQUEST / INVALID FIELD IN COMMAND INFORMATION UNIT (0Eh/03h) instead.
+//! Extra Data-Out bytes beyond what a command needs are ignored (underflow residual).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -126,10 +126,10 @@ impl LunTable {
     }
 
     /// LOGICAL UNIT RESET of `lun`; false when there is no such LUN.
-    pub fn lun_reset(&self, lun: u64) -> bool {
+    pub fn lun_reset(&self, lun: u64, requester: Option<NexusId>) -> bool {
         match self.device(lun) {
             Some(d) => {
-                d.lun_reset();
+                d.lun_reset(requester);
                 true
             }
             None => false,
@@ -137,9 +137,9 @@ impl LunTable {
     }
 
     /// TARGET WARM/COLD RESET: every LUN is reset.
-    pub fn target_reset(&self) {
+    pub fn target_reset(&self, requester: Option<NexusId>) {
         for d in self.read().values() {
-            d.target_reset();
+            d.target_reset(requester);
         }
     }
 
@@ -294,10 +294,13 @@ mod tests {
     fn resets_and_nexus_loss() {
         let t = table();
         t.execute(1, &req(N1, &TUR));
-        assert!(t.lun_reset(1));
-        assert!(!t.lun_reset(2));
+        t.execute(1, &req(N2, &TUR));
+        assert!(t.lun_reset(1, Some(N2)));
+        assert!(!t.lun_reset(2, None));
         assert_sense(&t.execute(1, &req(N1, &TUR)), 6, 0x2903);
-        t.target_reset();
+        // The nexus that asked for the reset gets no unit attention for it.
+        assert_eq!(t.execute(1, &req(N2, &TUR)).status, Status::GOOD);
+        t.target_reset(None);
         assert_sense(&t.execute(1, &req(N1, &TUR)), 6, 0x2900);
         assert_eq!(t.execute(1, &req(N1, &TUR)).status, Status::GOOD);
         t.nexus_lost(N1);

@@ -133,7 +133,10 @@ impl Device {
         let len = cdb::cdb_len(req.cdb[0]).unwrap_or(16);
         self.check_range(r.lba, r.blocks)?;
         self.check_transfer(r.blocks, len)?;
-        let data = take_data_out(req, r.blocks * self.bs())?;
+        // When the initiator sent fewer bytes than the CDB asks for (EDTL < transfer length),
+        // only the whole blocks it did send are written; the transport reports the overflow.
+        let whole = (req.data_out.len() as u64 / self.bs()).min(r.blocks);
+        let data = take_data_out(req, whole * self.bs())?;
         self.write_blocks(r.lba, data, fua)?;
         Ok(Vec::new())
     }
@@ -265,16 +268,11 @@ mod tests {
     }
 
     #[test]
-    fn short_data_out_writes_nothing() {
+    fn short_data_out_writes_only_whole_blocks_received() {
         let (s, d) = dev();
         let r = run(&d, &cdb10(0x2A, 0, 0, 2), &[7; 512]);
         assert_eq!(r.data_out_wanted, 1024);
-        assert_sense(&r, 5, 0x0E03);
-        let r = run(&d, &cdb10(0x2A, 0, 0, 1), &[]);
-        assert_sense(&r, 5, 0x0E03);
-        assert!(s.calls().is_empty());
-        // Extra data is ignored.
-        good(run(&d, &cdb10(0x2A, 0, 0, 1), &[9; 2048]));
+        good(r);
         assert_eq!(
             s.calls(),
             vec![Call::Write {
@@ -283,7 +281,16 @@ mod tests {
                 fua: false
             }]
         );
+        assert_eq!(s.data.lock().unwrap()[511], 7);
         assert_eq!(s.data.lock().unwrap()[512], 0);
+        // No whole block received: nothing is written, the command still succeeds.
+        good(run(&d, &cdb10(0x2A, 0, 4, 1), &[]));
+        good(run(&d, &cdb10(0x2A, 0, 4, 1), &[5; 200]));
+        assert_eq!(s.calls().len(), 1);
+        assert_eq!(s.data.lock().unwrap()[4 * 512], 0);
+        // Extra data is ignored.
+        good(run(&d, &cdb10(0x2A, 0, 8, 1), &[9; 2048]));
+        assert_eq!(s.data.lock().unwrap()[9 * 512], 0);
     }
 
     #[test]
