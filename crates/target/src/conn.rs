@@ -1,0 +1,425 @@
+//! One iSCSI connection owned by an event loop: socket buffers, the PDU decoder, the protocol
+//! engine, and the dispatch of its outputs to the SCSI engine.
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use iscsi_proto::{
+    Catalog, Connection, ConnectionConfig, Limits, Output, ScsiResult, SessionInfo, Task,
+    TmfRequest,
+};
+use iscsi_wire::{encode, Decoder};
+use mio::net::TcpStream;
+use mio::{Interest, Registry as MioRegistry, Token};
+use scsi_core::{LunTable, NexusId, Request, TaskAttr};
+
+use crate::clock::now_ms;
+use crate::registry::{hex, Registry, SessionKey};
+
+/// Bytes read from the socket per read call, and the initial receive buffer size.
+const READ_CHUNK: usize = 256 * 1024;
+/// Above this much unsent output, stop reading new commands until the peer catches up.
+const WRITE_BACKLOG_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The session a logged-in connection belongs to.
+struct Session {
+    key: Option<SessionKey>,
+    luns: Option<Arc<LunTable>>,
+    nexus: NexusId,
+    info: SessionInfo,
+}
+
+pub struct Conn {
+    id: u64,
+    worker: usize,
+    sock: TcpStream,
+    peer: Option<SocketAddr>,
+    proto: Connection,
+    decoder: Decoder,
+    /// Received bytes: `rbuf[rstart..filled]` is not yet decoded.
+    rbuf: Vec<u8>,
+    rstart: usize,
+    filled: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    session: Option<Session>,
+    registry: Arc<Registry>,
+    /// The peer closed its side or the socket failed: nothing more will be read.
+    eof: bool,
+    /// The protocol engine asked to close once pending output is sent.
+    closing: bool,
+    /// Reading stopped because of output backlog; resume after a flush.
+    read_paused: bool,
+}
+
+impl Conn {
+    pub fn new(
+        id: u64,
+        worker: usize,
+        mut sock: TcpStream,
+        poll: &MioRegistry,
+        registry: Arc<Registry>,
+        catalog: Arc<Catalog>,
+        limits: Limits,
+    ) -> io::Result<Conn> {
+        let local = sock.local_addr()?;
+        let peer = sock.peer_addr().ok();
+        let cfg = ConnectionConfig {
+            catalog,
+            limits,
+            portal_group_tag: crate::PORTAL_GROUP_TAG,
+            local_portal: local.to_string(),
+            tsih: registry.alloc_tsih(),
+        };
+        let proto = Connection::new(cfg, now_ms());
+        let decoder = Decoder::new(proto.decoder_config());
+        poll.register(
+            &mut sock,
+            Token(id as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let mut conn = Conn {
+            id,
+            worker,
+            sock,
+            peer,
+            proto,
+            decoder,
+            rbuf: vec![0; READ_CHUNK],
+            rstart: 0,
+            filled: 0,
+            wbuf: Vec::with_capacity(64 * 1024),
+            wpos: 0,
+            session: None,
+            registry,
+            eof: false,
+            closing: false,
+            read_paused: false,
+        };
+        // Data may already be waiting (edge-triggered readiness was armed after it arrived).
+        conn.on_ready(true, false);
+        Ok(conn)
+    }
+
+    /// Readiness from the event loop.
+    pub fn on_ready(&mut self, readable: bool, writable: bool) {
+        if readable && !self.closing {
+            self.read_some();
+        }
+        if writable || !self.wbuf.is_empty() {
+            self.flush();
+        }
+        // Reading was paused for backlog and the backlog drained: catch up on input.
+        while self.read_paused && self.wbuf.len() - self.wpos < WRITE_BACKLOG_LIMIT / 2 {
+            self.read_paused = false;
+            self.process_input();
+            if !self.closing && !self.eof && !self.read_paused {
+                self.read_some();
+            }
+            self.flush();
+        }
+    }
+
+    pub fn on_tick(&mut self, now: u64) {
+        if self.proto.next_timeout().is_some_and(|t| t <= now) {
+            self.proto.handle_timeout(now);
+            self.drain_outputs();
+            self.flush();
+        }
+    }
+
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.proto.next_timeout()
+    }
+
+    /// Close at once (reinstatement or server stop): the engine fails what is in flight.
+    pub fn kill(&mut self) {
+        self.proto.abort();
+        self.drain_outputs();
+        self.closing = true;
+        self.flush();
+    }
+
+    /// True when the connection has nothing more to do and can be dropped.
+    pub fn is_done(&self) -> bool {
+        let unsent = self.wpos < self.wbuf.len();
+        !unsent && (self.eof || self.closing || self.proto.is_closed())
+    }
+
+    /// Unregister and drop the socket, ending the session if this connection held it.
+    pub fn close(&mut self, poll: &MioRegistry) {
+        let _ = poll.deregister(&mut self.sock);
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        if let Some(s) = self.session.take() {
+            if let Some(key) = &s.key {
+                self.registry.unregister(key, self.id);
+                if let Some(luns) = &s.luns {
+                    luns.nexus_lost(s.nexus);
+                }
+            }
+            log::info!(
+                "logout: initiator {} from {} ({})",
+                s.info.initiator_name,
+                s.info.target_name.as_deref().unwrap_or("discovery"),
+                self.peer.map_or_else(|| "?".into(), |p| p.to_string())
+            );
+        }
+    }
+
+    fn read_some(&mut self) {
+        loop {
+            if self.wbuf.len() - self.wpos >= WRITE_BACKLOG_LIMIT {
+                self.read_paused = true;
+                return;
+            }
+            self.make_room();
+            let end = self.rbuf.len();
+            let filled = self.filled;
+            match self.sock.read(&mut self.rbuf[filled..end]) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.process_input();
+                    return;
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    self.process_input();
+                    if self.closing {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("connection {}: read: {e}", self.id);
+                    self.eof = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Make space at the end of the receive buffer: compact, or grow when one PDU needs more.
+    fn make_room(&mut self) {
+        if self.rstart == self.filled {
+            self.rstart = 0;
+            self.filled = 0;
+        }
+        if self.rbuf.len() - self.filled >= READ_CHUNK / 4 {
+            return;
+        }
+        if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.filled, 0);
+            self.filled -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rbuf.len() - self.filled < READ_CHUNK / 4 {
+            let len = self.rbuf.len() * 2;
+            self.rbuf.resize(len, 0);
+        }
+    }
+
+    /// Decode and handle every complete PDU in the receive buffer.
+    fn process_input(&mut self) {
+        while !self.closing && !self.proto.is_closed() {
+            if self.wbuf.len() - self.wpos >= WRITE_BACKLOG_LIMIT {
+                self.read_paused = true;
+                return;
+            }
+            self.decoder.set_config(self.proto.decoder_config());
+            let now = now_ms();
+            let result = self.decoder.decode(&self.rbuf[self.rstart..self.filled]);
+            let used = self.decoder.last_consumed();
+            self.rstart += used;
+            match result {
+                Ok((_, Some(pdu))) => {
+                    self.proto.handle_pdu(pdu, now);
+                    self.drain_outputs();
+                }
+                Ok((_, None)) => {
+                    if used == 0 {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let fatal = e.is_fatal();
+                    log::debug!("connection {}: {e:?}", self.id);
+                    self.proto.handle_wire_error(e, now);
+                    self.drain_outputs();
+                    if fatal {
+                        self.closing = true;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Act on everything the protocol engine produced.
+    fn drain_outputs(&mut self) {
+        while let Some(out) = self.proto.poll() {
+            match out {
+                Output::Transmit(pdu, digests) => encode(&pdu, digests, &mut self.wbuf),
+                Output::Execute(task) => self.execute(task),
+                Output::LoggedIn(info) => self.logged_in(info),
+                Output::TaskMgmt(req) => self.task_mgmt(req),
+                Output::Close => self.closing = true,
+            }
+        }
+    }
+
+    /// Run one SCSI command to completion on this thread and hand the result back.
+    fn execute(&mut self, task: Task) {
+        let result = match &self.session {
+            Some(Session {
+                luns: Some(luns),
+                nexus,
+                ..
+            }) => {
+                let req = Request {
+                    nexus: *nexus,
+                    cdb: &task.cdb,
+                    data_out: &task.data_out,
+                    expected_len: task.expected_len,
+                    attr: task_attr(task.attr),
+                };
+                let r = luns.execute(task.lun, &req);
+                ScsiResult {
+                    status: r.status.0,
+                    sense: r.sense,
+                    data_in: r.data_in,
+                    data_out_wanted: r.data_out_wanted,
+                }
+            }
+            // A discovery session has no logical units.
+            _ => ScsiResult {
+                status: scsi_core::Status::CHECK_CONDITION.0,
+                // ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED (fixed format).
+                sense: vec![
+                    0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x25, 0, 0, 0, 0, 0,
+                ],
+                data_in: Vec::new(),
+                data_out_wanted: 0,
+            },
+        };
+        self.proto.complete(task.id, result);
+    }
+
+    fn logged_in(&mut self, info: SessionInfo) {
+        let peer = self.peer.map_or_else(|| "?".into(), |p| p.to_string());
+        log::info!(
+            "login: initiator {}{} isid 0x{} tsih {} to {} from {}",
+            info.initiator_name,
+            info.initiator_alias
+                .as_deref()
+                .map_or_else(String::new, |a| format!(" ({a})")),
+            hex(&info.isid),
+            info.tsih,
+            info.target_name.as_deref().unwrap_or("discovery"),
+            peer
+        );
+        let (key, luns, nexus) = match &info.target_name {
+            Some(target) if !info.discovery => {
+                let key = SessionKey {
+                    initiator: info.initiator_name.clone(),
+                    isid: info.isid,
+                    target: target.clone(),
+                };
+                let nexus = self
+                    .registry
+                    .nexus(&info.initiator_name, &info.isid, target);
+                self.registry.register(key.clone(), self.worker, self.id);
+                (Some(key), self.registry.lun_table(target), nexus)
+            }
+            _ => (None, None, NexusId(0)),
+        };
+        self.session = Some(Session {
+            key,
+            luns,
+            nexus,
+            info,
+        });
+    }
+
+    fn task_mgmt(&mut self, req: TmfRequest) {
+        let luns = self.session.as_ref().and_then(|s| s.luns.clone());
+        let nexus = self.session.as_ref().map_or(NexusId(0), |s| s.nexus);
+        let response = match (req.function, luns) {
+            (_, None) => TMF_LUN_DOES_NOT_EXIST,
+            // Commands run to completion as soon as their data is in, so a task the protocol
+            // engine no longer holds has completed.
+            (TMF_ABORT_TASK, Some(_)) => TMF_COMPLETE,
+            (TMF_ABORT_TASK_SET | TMF_CLEAR_TASK_SET, Some(l)) => {
+                l.abort_task_set(req.lun, nexus);
+                TMF_COMPLETE
+            }
+            (TMF_LUN_RESET, Some(l)) => {
+                if l.lun_reset(req.lun, Some(nexus)) {
+                    TMF_COMPLETE
+                } else {
+                    TMF_LUN_DOES_NOT_EXIST
+                }
+            }
+            (TMF_TARGET_WARM_RESET | TMF_TARGET_COLD_RESET, Some(l)) => {
+                l.target_reset(Some(nexus));
+                TMF_COMPLETE
+            }
+            _ => TMF_NOT_SUPPORTED,
+        };
+        log::info!(
+            "task management function {} on lun {} -> response {}",
+            req.function,
+            req.lun,
+            response
+        );
+        self.proto.task_mgmt_done(req.itt, response);
+        self.drain_outputs();
+    }
+
+    /// Write pending output. The socket is registered for edge-triggered writability, so a
+    /// partial write resumes on the next writable event.
+    fn flush(&mut self) {
+        while self.wpos < self.wbuf.len() {
+            match self.sock.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("connection {}: write: {e}", self.id);
+                    self.eof = true;
+                    self.wbuf.clear();
+                    self.wpos = 0;
+                    break;
+                }
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+    }
+}
+
+const TMF_ABORT_TASK: u8 = 1;
+const TMF_ABORT_TASK_SET: u8 = 2;
+const TMF_CLEAR_TASK_SET: u8 = 4;
+const TMF_LUN_RESET: u8 = 5;
+const TMF_TARGET_WARM_RESET: u8 = 6;
+const TMF_TARGET_COLD_RESET: u8 = 7;
+const TMF_COMPLETE: u8 = 0;
+const TMF_LUN_DOES_NOT_EXIST: u8 = 2;
+const TMF_NOT_SUPPORTED: u8 = 5;
+
+fn task_attr(attr: u8) -> TaskAttr {
+    match attr {
+        0 | 1 => TaskAttr::Simple,
+        2 => TaskAttr::Ordered,
+        3 => TaskAttr::HeadOfQueue,
+        4 => TaskAttr::Aca,
+        other => TaskAttr::Other(other),
+    }
+}

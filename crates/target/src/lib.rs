@@ -1,0 +1,180 @@
+//! The I/O layer of ustgt: the only crate that touches sockets and threads.
+//!
+//! A [`Server`] binds its portals, then [`Server::run`] starts one acceptor thread and one event
+//! loop per core ([`worker`]). Accepted connections are handed round-robin to the loops; each
+//! loop owns its connections for their whole life, carries every command from socket read
+//! through the protocol engine ([`iscsi_proto::Connection`]) and the SCSI engine
+//! ([`scsi_core::LunTable`]) to the store and back, and writes all replies produced by one batch
+//! of input with one `write` call. Nothing on the command path crosses threads.
+
+mod acceptor;
+mod clock;
+mod conn;
+mod registry;
+mod worker;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub use iscsi_proto::Limits;
+use iscsi_proto::{Catalog, TargetEntry};
+use scsi_core::LunTable;
+
+/// A target exported by the server: a name and its logical units.
+pub struct ExportedTarget {
+    pub iqn: String,
+    pub alias: Option<String>,
+    pub luns: Arc<LunTable>,
+}
+
+/// Everything a server needs to run.
+pub struct Setup {
+    /// Portals to listen on.
+    pub portals: Vec<SocketAddr>,
+    pub targets: Vec<ExportedTarget>,
+    pub limits: Limits,
+    /// Event loop threads; 0 means one per available core.
+    pub workers: usize,
+}
+
+/// The target portal group tag every portal of this server belongs to.
+pub const PORTAL_GROUP_TAG: u16 = 1;
+
+/// A request to stop a running server, shareable with signal handlers and other threads.
+#[derive(Clone, Default)]
+pub struct StopHandle {
+    flag: Arc<AtomicBool>,
+    wakers: Arc<std::sync::Mutex<Vec<Arc<mio::Waker>>>>,
+}
+
+impl StopHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the server to stop: it stops accepting, fails what is in flight, flushes and returns.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Ok(wakers) = self.wakers.lock() {
+            for w in wakers.iter() {
+                let _ = w.wake();
+            }
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    fn add_waker(&self, waker: Arc<mio::Waker>) {
+        if let Ok(mut wakers) = self.wakers.lock() {
+            wakers.push(waker);
+        }
+    }
+}
+
+/// A server with its portals bound, ready to run.
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    targets: Arc<Vec<ExportedTarget>>,
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    workers: usize,
+}
+
+impl Server {
+    /// Bind every portal. Fails with the address in the message if one cannot be bound.
+    pub fn bind(setup: Setup) -> io::Result<Server> {
+        let mut listeners = Vec::with_capacity(setup.portals.len());
+        for addr in &setup.portals {
+            let l = TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            l.set_nonblocking(true)?;
+            listeners.push(l);
+        }
+        let mut addrs = Vec::new();
+        for l in &listeners {
+            addrs.push(l.local_addr()?);
+        }
+        let portals: Vec<String> = addrs
+            .iter()
+            .map(|a| format!("{a},{PORTAL_GROUP_TAG}"))
+            .collect();
+        let catalog = Catalog {
+            targets: setup
+                .targets
+                .iter()
+                .map(|t| TargetEntry {
+                    name: t.iqn.clone(),
+                    alias: t.alias.clone(),
+                    portals: portals.clone(),
+                })
+                .collect(),
+        };
+        let workers = if setup.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            setup.workers
+        };
+        Ok(Server {
+            listeners,
+            targets: Arc::new(setup.targets),
+            catalog: Arc::new(catalog),
+            limits: setup.limits,
+            workers,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serve until `stop` is signalled; then fail in-flight commands, flush every store and return.
+    pub fn run(self, stop: StopHandle) -> io::Result<()> {
+        let registry = Arc::new(registry::Registry::new(self.targets.clone()));
+        let mut handles = Vec::new();
+        let mut senders = Vec::new();
+        for idx in 0..self.workers {
+            let w = worker::Worker::new(
+                idx,
+                registry.clone(),
+                self.catalog.clone(),
+                self.limits.clone(),
+                stop.clone(),
+            )?;
+            stop.add_waker(w.waker());
+            senders.push(w.sender());
+            registry.add_worker(w.sender());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("ustgt-loop-{idx}"))
+                    .spawn(move || w.run())?,
+            );
+        }
+        let acc = acceptor::Acceptor::new(self.listeners, senders, stop.clone())?;
+        stop.add_waker(acc.waker());
+        if stop.is_stopped() {
+            stop.stop();
+        }
+        let acc_result = acc.run();
+        for h in handles {
+            if h.join().is_err() {
+                log::error!("an event loop thread panicked");
+            }
+        }
+        let mut flush_result = Ok(());
+        for t in self.targets.iter() {
+            if let Err(e) = t.luns.flush_all() {
+                log::error!("flushing target {}: {e}", t.iqn);
+                flush_result = Err(e);
+            }
+        }
+        acc_result.and(flush_result)
+    }
+}

@@ -1,0 +1,190 @@
+//! One event loop: a mio poll over the connections it owns, a waker for messages from the
+//! acceptor and from other loops, and the protocol timers of its connections.
+use std::collections::HashMap;
+use std::io;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use iscsi_proto::{Catalog, Limits};
+use mio::net::TcpStream;
+use mio::{Events, Poll, Token, Waker};
+
+use crate::clock::now_ms;
+use crate::conn::Conn;
+use crate::registry::Registry;
+use crate::StopHandle;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// Messages an event loop receives from other threads.
+pub enum Msg {
+    /// A freshly accepted connection to adopt.
+    NewConn(TcpStream),
+    /// Close this connection (its session was reinstated elsewhere).
+    Kill(u64),
+    /// The server is stopping.
+    Stop,
+}
+
+/// How other threads reach an event loop.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: Sender<Msg>,
+    waker: Arc<Waker>,
+}
+
+impl WorkerHandle {
+    pub fn send(&self, msg: Msg) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+pub struct Worker {
+    idx: usize,
+    poll: Poll,
+    waker: Arc<Waker>,
+    rx: Receiver<Msg>,
+    tx: Sender<Msg>,
+    conns: HashMap<u64, Conn>,
+    registry: Arc<Registry>,
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    stop: StopHandle,
+}
+
+impl Worker {
+    pub fn new(
+        idx: usize,
+        registry: Arc<Registry>,
+        catalog: Arc<Catalog>,
+        limits: Limits,
+        stop: StopHandle,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = channel();
+        Ok(Worker {
+            idx,
+            poll,
+            waker,
+            rx,
+            tx,
+            conns: HashMap::new(),
+            registry,
+            catalog,
+            limits,
+            stop,
+        })
+    }
+
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    pub fn sender(&self) -> WorkerHandle {
+        WorkerHandle {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("event loop {}: poll: {e}", self.idx);
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    continue;
+                }
+                let id = ev.token().0 as u64;
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.on_ready(ev.is_readable() || ev.is_read_closed(), ev.is_writable());
+                }
+            }
+            self.drain_messages();
+            let now = now_ms();
+            for c in self.conns.values_mut() {
+                c.on_tick(now);
+            }
+            self.reap();
+            if self.stop.is_stopped() {
+                break;
+            }
+        }
+        self.shutdown();
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        let now = now_ms();
+        self.conns
+            .values()
+            .filter_map(|c| c.next_timeout())
+            .min()
+            .map(|t| Duration::from_millis(t.saturating_sub(now).max(1)))
+    }
+
+    fn drain_messages(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::NewConn(stream) => self.adopt(stream),
+                Msg::Kill(id) => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.kill();
+                    }
+                }
+                Msg::Stop => {}
+            }
+        }
+    }
+
+    fn adopt(&mut self, stream: TcpStream) {
+        if self.stop.is_stopped() {
+            return;
+        }
+        let id = self.registry.alloc_conn_id();
+        match Conn::new(
+            id,
+            self.idx,
+            stream,
+            self.poll.registry(),
+            self.registry.clone(),
+            self.catalog.clone(),
+            self.limits.clone(),
+        ) {
+            Ok(c) => {
+                self.conns.insert(id, c);
+            }
+            Err(e) => log::warn!("cannot adopt a connection: {e}"),
+        }
+    }
+
+    fn reap(&mut self) {
+        let registry = self.poll.registry();
+        self.conns.retain(|_, c| {
+            if c.is_done() {
+                c.close(registry);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Stop: fail what is in flight, send what can be sent without waiting, close everything.
+    fn shutdown(&mut self) {
+        let registry = self.poll.registry();
+        for (_, mut c) in self.conns.drain() {
+            c.kill();
+            c.close(registry);
+        }
+    }
+}

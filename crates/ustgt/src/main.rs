@@ -1,0 +1,210 @@
+//! `ustgt`: the userspace iSCSI target server.
+//!
+//! `ustgt serve` with no arguments serves the embedded default (one 1 GiB RAM LUN on
+//! 127.0.0.1:3260); the quick form takes portals, an IQN and LUN specs on the command line;
+//! `--config FILE` reads a TOML description of portals, targets and LUNs.
+
+mod config;
+mod lunspec;
+mod size;
+mod stores;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use scsi_core::{Device, DeviceConfig, LunTable};
+use ustgt_target::{ExportedTarget, Limits, Server, Setup, StopHandle};
+
+use crate::config::{ServerConfig, TargetSpec};
+use crate::lunspec::LunSpec;
+
+/// The IQN the quick form and the embedded default serve under unless --iqn is given.
+const DEFAULT_IQN: &str = "iqn.2026-11.io.ustgt:default";
+const DEFAULT_PORTAL: &str = "127.0.0.1:3260";
+const DEFAULT_LUN: &str = "ram:1G";
+
+#[derive(Parser)]
+#[command(name = "ustgt", version, about = "A userspace iSCSI target server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve LUNs over iSCSI until SIGINT or SIGTERM.
+    ///
+    /// Without arguments: one 1 GiB RAM LUN on 127.0.0.1:3260.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Portal to listen on (repeatable), e.g. 0.0.0.0:3260 or [::]:3260; port 0 picks a free one.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    listen: Vec<String>,
+    /// Target name for the quick form.
+    #[arg(long, value_name = "IQN")]
+    iqn: Option<String>,
+    /// TOML file describing portals, targets and LUNs (instead of the quick form).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["iqn", "luns"])]
+    config: Option<PathBuf>,
+    /// Event loop threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// LUNs of the quick form, numbered 0, 1, 2...: ram:SIZE[,OPT...] or
+    /// file:PATH[,size=SIZE][,OPT...]; OPT: block-size=512|4096, readonly, wce=on|off, serial=S.
+    #[arg(value_name = "LUNSPEC")]
+    luns: Vec<String>,
+}
+
+/// Logging per RUST_LOG, else the config file's `log`, else `info`.
+fn init_logging(default: &str) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp_millis()
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("ustgt: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration the quick form describes.
+fn quick_config(args: &ServeArgs) -> Result<ServerConfig, String> {
+    let listen = if args.listen.is_empty() {
+        vec![DEFAULT_PORTAL.to_string()]
+    } else {
+        args.listen.clone()
+    };
+    let listen = listen
+        .iter()
+        .map(|a| parse_portal(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let iqn = args.iqn.clone().unwrap_or_else(|| DEFAULT_IQN.to_string());
+    config::validate_iqn(&iqn).map_err(|e| format!("--iqn {iqn}: {e}"))?;
+    let specs: Vec<&str> = if args.luns.is_empty() {
+        vec![DEFAULT_LUN]
+    } else {
+        args.luns.iter().map(String::as_str).collect()
+    };
+    let mut luns = Vec::with_capacity(specs.len());
+    for (i, s) in specs.iter().enumerate() {
+        let spec = lunspec::parse_lun_spec(s).map_err(|e| format!("LUN {i} ({s}): {e}"))?;
+        luns.push((i as u64, spec));
+    }
+    Ok(ServerConfig {
+        listen,
+        targets: vec![TargetSpec {
+            iqn,
+            alias: None,
+            luns,
+        }],
+        ..Default::default()
+    })
+}
+
+fn parse_portal(s: &str) -> Result<SocketAddr, String> {
+    config::parse_portal(s).map_err(|e| format!("--listen {s}: {e}"))
+}
+
+/// Open every store and build the SCSI device of each LUN; also says what each LUN is.
+fn build_target(t: &TargetSpec, described: &mut Vec<String>) -> Result<ExportedTarget, String> {
+    let mut luns = Vec::with_capacity(t.luns.len());
+    for (id, spec) in &t.luns {
+        let store = stores::open_store(spec).map_err(|e| format!("{} LUN {id}: {e}", t.iqn))?;
+        let mut cfg = DeviceConfig::new(serial_for(&t.iqn, *id, spec));
+        cfg.read_only = spec.read_only;
+        cfg.write_cache = spec.write_cache;
+        described.push(format!("{} LUN {id}: {}", t.iqn, store.describe()));
+        luns.push((*id, Arc::new(Device::new(store, cfg))));
+    }
+    Ok(ExportedTarget {
+        iqn: t.iqn.clone(),
+        alias: t.alias.clone(),
+        luns: Arc::new(LunTable::new(luns)),
+    })
+}
+
+/// The unit serial number: given, or a stable hash of the target name and LUN number.
+fn serial_for(iqn: &str, lun: u64, spec: &LunSpec) -> String {
+    if let Some(s) = &spec.serial {
+        return s.clone();
+    }
+    // FNV-1a: stable across runs and builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in iqn.bytes().chain(lun.to_be_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let cfg = match &args.config {
+        Some(path) => config::load(path)?,
+        None => quick_config(&args)?,
+    };
+    init_logging(cfg.log.as_deref().unwrap_or("info"));
+    let mut described = Vec::new();
+    let targets = cfg
+        .targets
+        .iter()
+        .map(|t| build_target(t, &mut described))
+        .collect::<Result<Vec<_>, _>>()?;
+    let urls: Vec<(String, Vec<u64>)> = targets
+        .iter()
+        .map(|t| (t.iqn.clone(), t.luns.luns()))
+        .collect();
+    let server = Server::bind(Setup {
+        portals: cfg.listen.clone(),
+        targets,
+        limits: Limits::default(),
+        workers: args.workers,
+    })
+    .map_err(|e| e.to_string())?;
+    for d in &described {
+        log::info!("{d}");
+    }
+    for addr in server.local_addrs() {
+        for (iqn, luns) in &urls {
+            for lun in luns {
+                println!("ustgt: serving iscsi://{addr}/{iqn}/{lun}");
+            }
+        }
+    }
+    let stop = StopHandle::new();
+    install_signal_handlers(stop.clone())?;
+    server.run(stop).map_err(|e| e.to_string())?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT/SIGTERM stop the server gracefully.
+fn install_signal_handlers(stop: StopHandle) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("ustgt-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: stopping");
+                stop.stop();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
