@@ -85,6 +85,10 @@ pub trait BlockStore: Send + Sync {
     }
     /// Allocation map of a range. Default: all data.
     fn extents(&self, offset: u64, len: u64) -> io::Result<Vec<Extent>> {
-        Ok(vec![Extent { offset, length: len, hole: false }])
+        Ok(vec![Extent {
+            offset,
+            length: len,
+            hole: false,
+        }])
     }
 }
