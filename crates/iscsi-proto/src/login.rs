@@ -374,7 +374,7 @@ impl Connection {
             tsih: self.cfg.tsih,
             discovery,
         };
-        log::info!(
+        log::debug!(
             "login complete: {} -> {:?} (tsih {})",
             info.initiator_name,
             info.target_name,
