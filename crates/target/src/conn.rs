@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use iscsi_proto::{
-    Catalog, Connection, ConnectionConfig, Limits, Output, ScsiResult, SessionInfo, Task,
-    TmfRequest,
+    tmf_function, tmf_response, Catalog, Connection, ConnectionConfig, Limits, Output, ScsiResult,
+    SessionInfo, Task, TmfRequest,
 };
 use iscsi_wire::{encode, Decoder};
 use mio::net::TcpStream;
@@ -341,30 +341,32 @@ impl Conn {
         });
     }
 
+    /// A task management function the SCSI layer must act on (the protocol engine handles
+    /// ABORT TASK and ABORT TASK SET itself: commands run to completion as soon as their data is
+    /// in, so only tasks still collecting Data-Out can be aborted, and it owns those).
     fn task_mgmt(&mut self, req: TmfRequest) {
         let luns = self.session.as_ref().and_then(|s| s.luns.clone());
-        let nexus = self.session.as_ref().map_or(NexusId(0), |s| s.nexus);
+        let nexus = self.session.as_ref().map(|s| s.nexus);
         let response = match (req.function, luns) {
-            (_, None) => TMF_LUN_DOES_NOT_EXIST,
-            // Commands run to completion as soon as their data is in, so a task the protocol
-            // engine no longer holds has completed.
-            (TMF_ABORT_TASK, Some(_)) => TMF_COMPLETE,
-            (TMF_ABORT_TASK_SET | TMF_CLEAR_TASK_SET, Some(l)) => {
-                l.abort_task_set(req.lun, nexus);
-                TMF_COMPLETE
+            (_, None) => tmf_response::LUN_DOES_NOT_EXIST,
+            (tmf_function::ABORT_TASK_SET | tmf_function::CLEAR_TASK_SET, Some(l)) => {
+                if let Some(n) = nexus {
+                    l.abort_task_set(req.lun, n);
+                }
+                tmf_response::FUNCTION_COMPLETE
             }
-            (TMF_LUN_RESET, Some(l)) => {
-                if l.lun_reset(req.lun, Some(nexus)) {
-                    TMF_COMPLETE
+            (tmf_function::LOGICAL_UNIT_RESET, Some(l)) => {
+                if l.lun_reset(req.lun, nexus) {
+                    tmf_response::FUNCTION_COMPLETE
                 } else {
-                    TMF_LUN_DOES_NOT_EXIST
+                    tmf_response::LUN_DOES_NOT_EXIST
                 }
             }
-            (TMF_TARGET_WARM_RESET | TMF_TARGET_COLD_RESET, Some(l)) => {
-                l.target_reset(Some(nexus));
-                TMF_COMPLETE
+            (tmf_function::TARGET_WARM_RESET | tmf_function::TARGET_COLD_RESET, Some(l)) => {
+                l.target_reset(nexus);
+                tmf_response::FUNCTION_COMPLETE
             }
-            _ => TMF_NOT_SUPPORTED,
+            _ => tmf_response::NOT_SUPPORTED,
         };
         log::info!(
             "task management function {} on lun {} -> response {}",
@@ -403,16 +405,6 @@ impl Conn {
         }
     }
 }
-
-const TMF_ABORT_TASK: u8 = 1;
-const TMF_ABORT_TASK_SET: u8 = 2;
-const TMF_CLEAR_TASK_SET: u8 = 4;
-const TMF_LUN_RESET: u8 = 5;
-const TMF_TARGET_WARM_RESET: u8 = 6;
-const TMF_TARGET_COLD_RESET: u8 = 7;
-const TMF_COMPLETE: u8 = 0;
-const TMF_LUN_DOES_NOT_EXIST: u8 = 2;
-const TMF_NOT_SUPPORTED: u8 = 5;
 
 fn task_attr(attr: u8) -> TaskAttr {
     match attr {
