@@ -6,6 +6,19 @@
 //! cannot do them. Allocation is reported from `SEEK_DATA`/`SEEK_HOLE`.
 //!
 //! Errors keep their errno, so the SCSI engine can map EIO, ENOSPC, EROFS onto sense data.
+//! Requests that are not whole blocks inside the store fail with EINVAL.
+//!
+//! With [`FileOptions::direct`] the file is opened with `O_DIRECT` (no page cache): every
+//! transfer goes through a buffer aligned to 4096 bytes (the caller's buffer when it already is,
+//! a bounce buffer otherwise). Opening probes one read so that a file system without `O_DIRECT`
+//! (tmpfs on older kernels) or a device whose logical sector is larger than the block size is
+//! refused at start with a clear message rather than failing every later request.
+//!
+//! Durability: after an `fdatasync` fails the store is *poisoned*: every later write and flush
+//! fails with EIO while reads keep working. Linux may drop the dirty pages of a failed writeback
+//! and clear the error, so a later `fdatasync` that succeeds proves nothing about earlier writes;
+//! the only honest answer is to refuse to acknowledge anything as durable again (restart the
+//! server, after checking the medium, to clear it).
 //!
 //! Size rules of [`FileStore::open`]:
 //! - absent file: created (with [`FileOptions::create`]) at the given size; a size is required;
@@ -22,7 +35,7 @@ mod sys;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -41,6 +54,8 @@ pub struct FileOptions {
     pub read_only: bool,
     /// Create the file when it does not exist (needs `size`).
     pub create: bool,
+    /// Open with `O_DIRECT`, bypassing the page cache.
+    pub direct: bool,
 }
 
 impl Default for FileOptions {
@@ -50,6 +65,7 @@ impl Default for FileOptions {
             block_size: 512,
             read_only: false,
             create: false,
+            direct: false,
         }
     }
 }
@@ -64,6 +80,10 @@ pub struct FileStore {
     punch_hole: AtomicBool,
     zero_range: AtomicBool,
     seek_data: AtomicBool,
+    direct: bool,
+    poisoned: AtomicBool,
+    #[cfg(test)]
+    fail_next_sync: AtomicBool,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -82,6 +102,27 @@ pub fn check_block_size(block_size: u32) -> io::Result<()> {
             "block size {other} is not supported (use 512 or 4096)"
         ))),
     }
+}
+
+/// Checks that `[offset, offset + len)` is whole blocks inside the store: EINVAL otherwise.
+pub fn check_request(geometry: Geometry, offset: u64, len: u64) -> io::Result<()> {
+    let bs = u64::from(geometry.block_size);
+    let aligned = bs != 0 && offset % bs == 0 && len % bs == 0;
+    match offset.checked_add(len) {
+        Some(end) if aligned && end <= geometry.size_bytes() => Ok(()),
+        _ => Err(errno(libc::EINVAL)),
+    }
+}
+
+/// Explains an EINVAL from opening with `O_DIRECT` (a file system without direct I/O).
+fn direct_open_error(e: io::Error, opts: &FileOptions) -> io::Error {
+    if opts.direct && e.raw_os_error() == Some(libc::EINVAL) {
+        return invalid(format!(
+            "the file system does not support O_DIRECT ({e}); drop the direct option \
+             (tmpfs such as /dev/shm has no direct I/O on older kernels)"
+        ));
+    }
+    e
 }
 
 fn geometry_for(size: u64, block_size: u32) -> io::Result<Geometry> {
@@ -133,16 +174,20 @@ pub fn anonymous_file(name: &str) -> io::Result<File> {
 fn open_or_create(path: &Path, opts: &FileOptions) -> io::Result<File> {
     let mut oo = OpenOptions::new();
     oo.read(true).write(!opts.read_only);
+    if opts.direct {
+        oo.custom_flags(libc::O_DIRECT);
+    }
     match oo.open(path) {
         Ok(f) => Ok(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create && !opts.read_only => {
             let Some(size) = opts.size else { return Err(e) };
             geometry_for(size, opts.block_size)?;
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(path)?;
+            let mut create = OpenOptions::new();
+            create.read(true).write(true).create_new(true);
+            if opts.direct {
+                create.custom_flags(libc::O_DIRECT);
+            }
+            let f = create.open(path)?;
             if let Err(e) = f.set_len(size) {
                 // Best effort: do not leave a half-made file behind.
                 let _ = std::fs::remove_file(path);
@@ -182,19 +227,15 @@ impl FileStore {
     pub fn open(path: impl AsRef<Path>, opts: FileOptions) -> io::Result<FileStore> {
         let path = path.as_ref();
         check_block_size(opts.block_size)?;
-        let mut file = open_or_create(path, &opts)?;
+        let mut file = open_or_create(path, &opts).map_err(|e| direct_open_error(e, &opts))?;
         let meta = file.metadata()?;
         let ft = meta.file_type();
         let name = format!("file:{}", path.display());
         if ft.is_file() {
             let size = regular_file_size(&file, meta.len(), &opts)?;
             let geometry = geometry_for(size, opts.block_size)?;
-            Ok(Self::build(
-                file,
-                name,
-                geometry,
-                file_capabilities(opts.read_only),
-            ))
+            let caps = file_capabilities(opts.read_only);
+            Self::build(file, name, geometry, caps).direct(opts.direct)
         } else if ft.is_block_device() {
             let dev = file.seek(SeekFrom::End(0))?;
             if let Some(size) = opts.size.filter(|&s| s != dev) {
@@ -209,7 +250,7 @@ impl FileStore {
                 rotational: is_rotational(meta.rdev()),
                 ..file_capabilities(opts.read_only)
             };
-            Ok(Self::build(file, name, geometry, caps))
+            Self::build(file, name, geometry, caps).direct(opts.direct)
         } else {
             Err(invalid("not a regular file or a block device".into()))
         }
@@ -252,27 +293,93 @@ impl FileStore {
             punch_hole: AtomicBool::new(true),
             zero_range: AtomicBool::new(true),
             seek_data: AtomicBool::new(true),
+            direct: false,
+            poisoned: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
         }
     }
 
-    fn check_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.geometry.size_bytes() => Ok(()),
-            _ => Err(errno(libc::EINVAL)),
+    /// Marks the store as opened with `O_DIRECT` and probes that a block-sized aligned read
+    /// works, turning the EINVAL of an unsupported combination into a clear error.
+    fn direct(mut self, direct: bool) -> io::Result<FileStore> {
+        if !direct {
+            return Ok(self);
         }
+        self.direct = true;
+        let bs = self.geometry.block_size;
+        let mut probe = sys::AlignedBuf::zeroed(bs as usize)?;
+        match self.file.read_exact_at(&mut probe, 0) {
+            Ok(()) => Ok(self),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(invalid(format!(
+                "{}: O_DIRECT refused a {bs}-byte read: the device or file system needs larger \
+                 or differently aligned I/O (try block-size=4096, or drop direct)",
+                self.name
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True once an `fdatasync` has failed: writes and flushes fail with EIO from then on.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// True when the store was opened with `O_DIRECT`.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_request(self.geometry, offset, len)
     }
 
     fn check_writable(&self, offset: u64, len: u64) -> io::Result<()> {
         if self.caps.read_only {
             return Err(errno(libc::EROFS));
         }
-        self.check_range(offset, len)
+        self.check_range(offset, len)?;
+        if self.is_poisoned() {
+            return Err(errno(libc::EIO));
+        }
+        Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
-        if self.caps.volatile_cache && !self.caps.read_only {
-            self.file.sync_data()?;
+        if !self.caps.volatile_cache || self.caps.read_only {
+            return Ok(());
         }
+        if self.is_poisoned() {
+            return Err(errno(libc::EIO));
+        }
+        if let Err(e) = self.sync_data() {
+            self.poisoned.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// `fdatasync`, or an EIO when a test asked for the next one to fail.
+    #[cfg(test)]
+    fn sync_data(&self) -> io::Result<()> {
+        if self.fail_next_sync.swap(false, Ordering::AcqRel) {
+            return Err(errno(libc::EIO));
+        }
+        self.file.sync_data()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if !self.direct || sys::is_aligned(buf) {
+            return self.file.read_exact_at(buf, offset);
+        }
+        let mut bounce = sys::AlignedBuf::zeroed(buf.len())?;
+        self.file.read_exact_at(&mut bounce, offset)?;
+        buf.copy_from_slice(&bounce);
         Ok(())
     }
 
@@ -311,12 +418,18 @@ impl FileStore {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::WriteZero => errno(libc::ENOSPC),
-                _ => e,
-            })
+        let result = if !self.direct || sys::is_aligned(buf) {
+            self.file.write_all_at(buf, offset)
+        } else {
+            let mut bounce = sys::AlignedBuf::zeroed(buf.len())?;
+            bounce.copy_from_slice(buf);
+            self.file.write_all_at(&bounce, offset)
+        };
+        result.map_err(|e| match e.kind() {
+            // A short write: the file system ran out of room part way.
+            io::ErrorKind::WriteZero => errno(libc::ENOSPC),
+            _ => e,
+        })
     }
 }
 
@@ -335,13 +448,11 @@ impl BlockStore for FileStore {
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.check_range(offset, buf.len() as u64)?;
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| match e.kind() {
-                // The file shrank under us: report a medium error rather than a protocol one.
-                io::ErrorKind::UnexpectedEof => errno(libc::EIO),
-                _ => e,
-            })
+        self.read_at(offset, buf).map_err(|e| match e.kind() {
+            // The file shrank under us: report a medium error rather than a protocol one.
+            io::ErrorKind::UnexpectedEof => errno(libc::EIO),
+            _ => e,
+        })
     }
 
     fn write(&self, offset: u64, buf: &[u8], fua: bool) -> io::Result<()> {

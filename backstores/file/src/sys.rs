@@ -1,5 +1,6 @@
 //! The few Linux system calls `std` does not wrap: fallocate modes, SEEK_DATA/SEEK_HOLE and
-//! memfd_create. Every `unsafe` block of the crate lives here.
+//! memfd_create, and the aligned buffers of `O_DIRECT`. Every `unsafe` block of the crate lives
+//! here.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -92,4 +93,56 @@ pub(crate) fn memfd(name: &str) -> io::Result<File> {
     // be handed to `OwnedFd`, which closes it exactly once.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     Ok(File::from(owned))
+}
+
+/// Alignment of every `O_DIRECT` transfer buffer: the largest logical sector size in use.
+pub(crate) const DIRECT_ALIGN: usize = 4096;
+
+/// True when `buf` starts on a [`DIRECT_ALIGN`] boundary.
+pub(crate) fn is_aligned(buf: &[u8]) -> bool {
+    (buf.as_ptr() as usize) % DIRECT_ALIGN == 0
+}
+
+/// A zero-filled heap buffer aligned to [`DIRECT_ALIGN`], for `O_DIRECT` transfers.
+pub(crate) struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Allocates `len` zero bytes (at least one byte is reserved, so `len` may be zero).
+    pub(crate) fn zeroed(len: usize) -> io::Result<AlignedBuf> {
+        let layout = std::alloc::Layout::from_size_align(len.max(1), DIRECT_ALIGN)
+            .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // SAFETY: the layout has a non-zero size (len.max(1)) and a valid power-of-two alignment.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(raw)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(AlignedBuf { ptr, layout, len })
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` points to an allocation of at least `len` initialised (zeroed) bytes that
+        // lives as long as `self`; the shared borrow of `self` prevents concurrent mutation.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and the exclusive borrow of `self` makes this the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was returned by `alloc_zeroed` with exactly `layout` and is freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
 }

@@ -1,6 +1,6 @@
 use super::*;
 use backstore::testsuite;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 
 /// A scratch directory removed on drop.
@@ -32,6 +32,24 @@ fn create_opts(size: u64, block_size: u32) -> FileOptions {
         block_size,
         read_only: false,
         create: true,
+        direct: false,
+    }
+}
+
+/// Opens a direct-I/O store, or `None` (with the reason printed) when the file system of the
+/// temporary directory refuses `O_DIRECT`.
+fn open_direct(path: &Path, size: u64, block_size: u32) -> Option<FileStore> {
+    let opts = FileOptions {
+        direct: true,
+        ..create_opts(size, block_size)
+    };
+    match FileStore::open(path, opts) {
+        Ok(s) => Some(s),
+        Err(e) if e.to_string().contains("O_DIRECT") => {
+            eprintln!("skipping direct-I/O test: {e}");
+            None
+        }
+        Err(e) => panic!("open direct {}: {e}", path.display()),
     }
 }
 
@@ -68,6 +86,176 @@ fn conformance_memfd_without_cache() {
         };
         Box::new(store.with_capabilities(caps))
     });
+}
+
+#[test]
+fn conformance_direct_512_and_4096() {
+    let dir = TempDir::new();
+    let n = AtomicU32::new(0);
+    for bs in [512u32, 4096] {
+        let probe = dir.path(&format!("probe-{bs}.img"));
+        if open_direct(&probe, 1 << 20, bs).is_none() {
+            return;
+        }
+        testsuite::run_all(&|| {
+            let path = dir.path(&format!("d{bs}-{}.img", n.fetch_add(1, Ordering::Relaxed)));
+            let store = open_direct(&path, 1 << 20, bs).expect("direct was supported above");
+            assert!(store.is_direct());
+            Box::new(store)
+        });
+    }
+}
+
+#[test]
+fn direct_io_with_unaligned_buffers_bounces() {
+    let dir = TempDir::new();
+    let Some(s) = open_direct(&dir.path("bounce.img"), 64 * 4096, 512) else {
+        return;
+    };
+    // A buffer that starts one byte past an alignment boundary.
+    let mut backing = vec![0u8; 8 * 512 + 1];
+    let skew = usize::from(sys::is_aligned(&backing));
+    let data = testsuite::pattern(5, 512, 8 * 512);
+    backing[skew..skew + 8 * 512].copy_from_slice(&data);
+    assert!(!sys::is_aligned(&backing[skew..]));
+    s.write(512, &backing[skew..skew + 8 * 512], true)
+        .expect("unaligned write");
+    let mut out = vec![0u8; 8 * 512 + 3];
+    s.read(512, &mut out[3..]).expect("unaligned read");
+    assert_eq!(out[3..], data[..]);
+    // The data reached the file itself, not only a cache of ours.
+    let on_disk = std::fs::read(dir.path("bounce.img")).expect("read file");
+    assert_eq!(on_disk[512..512 + 8 * 512], data[..]);
+}
+
+#[test]
+fn direct_probe_on_tmpfs_is_clear() {
+    // /dev/shm is tmpfs: newer kernels accept O_DIRECT there, older ones refuse with EINVAL.
+    let path = PathBuf::from(format!("/dev/shm/store-file-direct-{}", std::process::id()));
+    if !Path::new("/dev/shm").is_dir() {
+        return;
+    }
+    let opts = FileOptions {
+        direct: true,
+        ..create_opts(64 * 1024, 512)
+    };
+    match FileStore::open(&path, opts) {
+        Ok(s) => {
+            s.write(0, &[1u8; 512], true).expect("write on tmpfs");
+        }
+        Err(e) => {
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains("O_DIRECT"), "{e}");
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn direct_open_error_is_explained() {
+    let opts = FileOptions {
+        direct: true,
+        ..FileOptions::default()
+    };
+    let e = direct_open_error(io::Error::from_raw_os_error(libc::EINVAL), &opts);
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("does not support O_DIRECT"), "{e}");
+    let other = direct_open_error(io::Error::from_raw_os_error(libc::ENOENT), &opts);
+    assert_eq!(other.raw_os_error(), Some(libc::ENOENT));
+    let plain = direct_open_error(
+        io::Error::from_raw_os_error(libc::EINVAL),
+        &FileOptions::default(),
+    );
+    assert_eq!(plain.raw_os_error(), Some(libc::EINVAL));
+}
+
+#[test]
+fn failed_sync_poisons_writes_and_flushes() {
+    let dir = TempDir::new();
+    let s = FileStore::open(dir.path("p.img"), create_opts(64 * 512, 512)).expect("open");
+    let data = testsuite::pattern(8, 0, 1024);
+    s.write(0, &data, false).expect("write");
+    s.fail_next_sync.store(true, Ordering::Relaxed);
+    assert_eq!(
+        s.flush().expect_err("flush").raw_os_error(),
+        Some(libc::EIO)
+    );
+    assert!(s.is_poisoned());
+    // A retry would succeed at the OS level; the store must not claim durability again.
+    assert_eq!(
+        s.flush().expect_err("flush again").raw_os_error(),
+        Some(libc::EIO)
+    );
+    for fua in [false, true] {
+        let e = s.write(1024, &[7u8; 512], fua).expect_err("write");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "fua={fua}");
+    }
+    assert_eq!(
+        s.trim(0, 512).expect_err("trim").raw_os_error(),
+        Some(libc::EIO)
+    );
+    assert_eq!(
+        s.write_zeroes(0, 512).expect_err("zeroes").raw_os_error(),
+        Some(libc::EIO)
+    );
+    // Reads keep working and see what was written before.
+    let mut buf = vec![0u8; 1024];
+    s.read(0, &mut buf).expect("read");
+    assert_eq!(buf, data);
+    // Range errors still win over poisoning.
+    assert_eq!(
+        s.write(64 * 512, &[0; 512], false)
+            .expect_err("range")
+            .raw_os_error(),
+        Some(libc::EINVAL)
+    );
+}
+
+#[test]
+fn failed_fua_sync_poisons_too() {
+    let dir = TempDir::new();
+    let s = FileStore::open(dir.path("f.img"), create_opts(64 * 512, 512)).expect("open");
+    s.fail_next_sync.store(true, Ordering::Relaxed);
+    let e = s.write(0, &[1u8; 512], true).expect_err("fua write");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    assert!(s.is_poisoned());
+    assert!(s.write(512, &[1u8; 512], false).is_err());
+}
+
+#[test]
+fn store_without_cache_never_syncs_so_never_poisons() {
+    let f = anonymous_file("nopoison").expect("memfd");
+    f.set_len(64 * 512).expect("set_len");
+    let s = FileStore::from_file(f, "memfd", 512, false).expect("store");
+    let caps = Capabilities {
+        volatile_cache: false,
+        ..s.capabilities()
+    };
+    let s = s.with_capabilities(caps);
+    s.fail_next_sync.store(true, Ordering::Relaxed);
+    s.flush().expect("flush without a cache");
+    assert!(!s.is_poisoned());
+}
+
+#[test]
+fn unaligned_requests_are_einval() {
+    let dir = TempDir::new();
+    let s = FileStore::open(dir.path("u.img"), create_opts(4096, 512)).expect("open");
+    let mut buf = [0u8; 512];
+    assert_eq!(
+        s.read(100, &mut buf).expect_err("read").raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        s.write(0, &[0; 100], false)
+            .expect_err("write")
+            .raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        s.trim(512, 100).expect_err("trim").raw_os_error(),
+        Some(libc::EINVAL)
+    );
 }
 
 #[test]

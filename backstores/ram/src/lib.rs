@@ -1,19 +1,44 @@
-//! A ustgt block store in anonymous memory.
+//! A ustgt block store in memory, anonymous or persistent.
 //!
-//! The memory is a memfd sized with `set_len`: pages are allocated on first write, shared safely
-//! between threads through positional I/O (the `store-file` engine), and given back to the system
-//! by trim (hole punching). Nothing survives the process.
-#![forbid(unsafe_code)]
+//! * [`RamStore::new`]: anonymous memory, a memfd sized with `set_len`: pages are allocated on
+//!   first write, shared safely between threads through positional I/O (the `store-file`
+//!   engine), and given back to the system by trim (hole punching). Nothing survives the process.
+//! * [`RamStore::open_file`]: a `MAP_SHARED` mapping of a file, so the data survives a restart
+//!   (and, once flushed, a crash). The file is created when absent (a size is required then),
+//!   grown when a larger size is given, and always fully preallocated with `posix_fallocate`, so a
+//!   full disk fails the open instead of raising SIGBUS on a later write fault. Reads and writes
+//!   are copies into and out of the mapping; FUA writes msync the pages they touched and flush
+//!   msyncs the whole mapping (`MS_SYNC`). With `lock` the mapping is mlocked (it needs an
+//!   RLIMIT_MEMLOCK at least as large as the store). Trim writes zeroes instead of punching holes
+//!   (a hole would bring the SIGBUS risk back), so UNMAP is not advertised (`trim` is false).
+//!   After an msync fails the store is poisoned: later writes and flushes fail with EIO, reads
+//!   keep working (a later msync that succeeds proves nothing about the pages the kernel
+//!   dropped). Truncating the file under a running server is not supported (reads of the lost
+//!   part would fault).
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+mod map;
+mod persistent;
 
 use std::io;
+use std::path::Path;
 
 use backstore::{BlockStore, Capabilities, Extent, Geometry};
 use store_file::FileStore;
 
-/// A block store in RAM.
+use persistent::{MapOptions, MappedStore};
+
+#[derive(Debug)]
+enum Inner {
+    Anonymous(FileStore),
+    Mapped(MappedStore),
+}
+
+/// A block store in RAM: anonymous, or a persistent mapping of a file.
 #[derive(Debug)]
 pub struct RamStore {
-    inner: FileStore,
+    inner: Inner,
 }
 
 impl RamStore {
@@ -41,128 +66,93 @@ impl RamStore {
         };
         let inner =
             FileStore::from_file(file, "ram", block_size, read_only)?.with_capabilities(caps);
-        Ok(RamStore { inner })
+        Ok(RamStore {
+            inner: Inner::Anonymous(inner),
+        })
+    }
+
+    /// Opens a persistent RAM store over `path` (see the crate docs). `size` is required when
+    /// the file does not exist, grows (and preallocates) a smaller file, and must not be smaller
+    /// than an existing file; without it the file's length is the size. `lock` mlocks the
+    /// mapping; a too low RLIMIT_MEMLOCK is reported with the limit and how to raise it.
+    pub fn open_file(
+        path: impl AsRef<Path>,
+        size: Option<u64>,
+        block_size: u32,
+        read_only: bool,
+        lock: bool,
+    ) -> io::Result<RamStore> {
+        let opts = MapOptions {
+            size,
+            block_size,
+            read_only,
+            lock,
+        };
+        let inner = MappedStore::open(path.as_ref(), &opts)?;
+        Ok(RamStore {
+            inner: Inner::Mapped(inner),
+        })
+    }
+
+    /// True once a flush (msync) of a persistent store has failed; always false when anonymous.
+    pub fn is_poisoned(&self) -> bool {
+        match &self.inner {
+            Inner::Anonymous(_) => false,
+            Inner::Mapped(m) => m.is_poisoned(),
+        }
+    }
+
+    fn store(&self) -> &dyn BlockStore {
+        match &self.inner {
+            Inner::Anonymous(f) => f,
+            Inner::Mapped(m) => m,
+        }
     }
 }
 
 impl BlockStore for RamStore {
     fn describe(&self) -> String {
-        let g = self.inner.geometry();
-        format!("ram:{}x{}", g.num_blocks, g.block_size)
+        match &self.inner {
+            Inner::Anonymous(f) => {
+                let g = f.geometry();
+                format!("ram:{}x{}", g.num_blocks, g.block_size)
+            }
+            Inner::Mapped(m) => m.describe(),
+        }
     }
 
     fn geometry(&self) -> Geometry {
-        self.inner.geometry()
+        self.store().geometry()
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        self.store().capabilities()
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner.read(offset, buf)
+        self.store().read(offset, buf)
     }
 
     fn write(&self, offset: u64, buf: &[u8], fua: bool) -> io::Result<()> {
-        self.inner.write(offset, buf, fua)
+        self.store().write(offset, buf, fua)
     }
 
     fn flush(&self) -> io::Result<()> {
-        self.inner.flush()
+        self.store().flush()
     }
 
     fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.inner.trim(offset, len)
+        self.store().trim(offset, len)
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.inner.write_zeroes(offset, len)
+        self.store().write_zeroes(offset, len)
     }
 
     fn extents(&self, offset: u64, len: u64) -> io::Result<Vec<Extent>> {
-        self.inner.extents(offset, len)
+        self.store().extents(offset, len)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use backstore::testsuite;
-
-    #[test]
-    fn conformance_512() {
-        testsuite::run_all(&|| Box::new(RamStore::new(1 << 20, 512, false).expect("ram")));
-    }
-
-    #[test]
-    fn conformance_4096() {
-        testsuite::run_all(&|| Box::new(RamStore::new(1 << 20, 4096, false).expect("ram")));
-    }
-
-    #[test]
-    fn read_only_store() {
-        let s = RamStore::new(64 * 512, 512, true).expect("ram");
-        testsuite::check_read_only(&s);
-        let err = s.write(0, &[1; 512], false).expect_err("write");
-        assert_eq!(err.raw_os_error(), Some(30), "EROFS");
-    }
-
-    #[test]
-    fn capabilities_and_describe() {
-        let s = RamStore::new(1 << 20, 4096, false).expect("ram");
-        assert_eq!(
-            s.capabilities(),
-            Capabilities {
-                read_only: false,
-                volatile_cache: false,
-                trim: true,
-                fast_zeroes: true,
-                persistent: false,
-                rotational: false
-            }
-        );
-        assert_eq!(
-            s.geometry(),
-            Geometry {
-                block_size: 4096,
-                num_blocks: 256
-            }
-        );
-        assert_eq!(s.describe(), "ram:256x4096");
-    }
-
-    #[test]
-    fn large_store_is_lazy() {
-        // 64 GiB of address space costs nothing until written.
-        let s = RamStore::new(64 << 30, 4096, false).expect("ram");
-        s.write((64 << 30) - 4096, &[3; 4096], true)
-            .expect("write last block");
-        let mut buf = [0u8; 4096];
-        s.read((64 << 30) - 4096, &mut buf).expect("read");
-        assert_eq!(buf, [3; 4096]);
-        s.trim((64 << 30) - 4096, 4096).expect("trim");
-        let list = s.extents((64 << 30) - 8192, 8192).expect("extents");
-        assert_eq!(
-            list,
-            vec![Extent {
-                offset: (64 << 30) - 8192,
-                length: 8192,
-                hole: true
-            }]
-        );
-    }
-
-    #[test]
-    fn bad_sizes_are_refused() {
-        for (size, bs, needle) in [
-            (0u64, 512u32, "size 0"),
-            (1000, 512, "size 1000"),
-            (4096 + 512, 4096, "block size 4096"),
-            (4096, 1024, "block size 1024"),
-        ] {
-            let err = RamStore::new(size, bs, false).expect_err("bad size");
-            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-            assert!(err.to_string().contains(needle), "{err} lacks {needle}");
-        }
-    }
-}
+mod tests;

@@ -4,6 +4,9 @@
 //! zero-filled, writable store of at least [`MIN_BLOCKS`] blocks, and [`check_read_only`] with a
 //! read-only store. The checks panic (through `assert!`) with a message naming the failed property,
 //! so they belong in tests only.
+//!
+//! Stores that cannot read back what was written (a null store) run [`run_checks`] with the
+//! checks that need read-back excluded, plus [`check_discarding`].
 
 use std::io;
 
@@ -27,11 +30,28 @@ pub const CHECKS: &[Check] = &[
     ("trim", check_trim),
     ("extents", check_extents),
     ("concurrent_writers", check_concurrent_writers),
+    ("concurrent_mixed", check_concurrent_mixed),
+    ("rejects_bad_requests", check_rejects_bad_requests),
 ];
 
 /// Runs every check on fresh stores made by `make`.
 pub fn run_all(make: &dyn Fn() -> Box<dyn BlockStore>) {
+    run_checks(make, &[]);
+}
+
+/// Runs every check except those named in `skip` (names from [`CHECKS`]; an unknown name
+/// panics, so a renamed check cannot be skipped silently).
+pub fn run_checks(make: &dyn Fn() -> Box<dyn BlockStore>, skip: &[&str]) {
+    for name in skip {
+        assert!(
+            CHECKS.iter().any(|(n, _)| n == name),
+            "unknown check \"{name}\" in skip list"
+        );
+    }
     for (name, check) in CHECKS {
+        if skip.contains(name) {
+            continue;
+        }
         let store = make();
         eprintln!("backstore conformance: {name} on {}", store.describe());
         check(store.as_ref());
@@ -337,6 +357,122 @@ pub fn check_concurrent_writers(store: &dyn BlockStore) {
     }
 }
 
+/// Readers of a stable range see exact data while writers rewrite another range.
+pub fn check_concurrent_mixed(store: &dyn BlockStore) {
+    let bs = block(store);
+    let half = MIN_BLOCKS / 2;
+    let stable = pattern(81, 0, (half * bs) as usize);
+    write_ok(store, 0, &stable, false);
+    let stable = &stable;
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            s.spawn(move || {
+                for round in 0..16u64 {
+                    let lba = (t * 7 + round * 3) % half;
+                    let got = read_vec(store, lba * bs, bs);
+                    let range = (lba * bs) as usize..((lba + 1) * bs) as usize;
+                    assert_eq!(got, stable[range], "reader {t} saw lba {lba} change");
+                }
+            });
+            s.spawn(move || {
+                for round in 0..16u8 {
+                    let lba = half + (t + u64::from(round) * 2) % half;
+                    let data = pattern(round, lba * bs, bs as usize);
+                    write_ok(store, lba * bs, &data, round % 4 == 0);
+                }
+            });
+        }
+        s.spawn(move || {
+            for _ in 0..4 {
+                store.flush().expect("flush during concurrent I/O");
+            }
+        });
+    });
+    assert_eq!(
+        read_vec(store, 0, half * bs),
+        *stable,
+        "stable half changed"
+    );
+}
+
+fn expect_invalid(result: io::Result<()>, what: &str) {
+    match result {
+        Ok(()) => panic!("{what} was accepted; expected an InvalidInput (EINVAL) error"),
+        Err(e) => assert_eq!(
+            e.kind(),
+            io::ErrorKind::InvalidInput,
+            "{what} failed with {e}, expected InvalidInput (EINVAL)"
+        ),
+    }
+}
+
+/// Unaligned and out-of-range requests of every kind are refused with `InvalidInput` (EINVAL)
+/// and change nothing.
+pub fn check_rejects_bad_requests(store: &dyn BlockStore) {
+    let bs = block(store);
+    let size = store.geometry().size_bytes();
+    let one = vec![0x5Au8; bs as usize];
+    let two = vec![0x5Au8; 2 * bs as usize];
+    let mut rbuf = vec![0u8; 2 * bs as usize];
+    let far = u64::MAX - bs + 1;
+    let cases: [(u64, u64, &str); 5] = [
+        (size, bs, "past the end"),
+        (size - bs, 2 * bs, "across the end"),
+        (far, bs, "at an offset that overflows"),
+        (1, bs, "at an unaligned offset"),
+        (bs / 2, bs, "at a half-block offset"),
+    ];
+    for (offset, len, why) in cases {
+        let n = len as usize;
+        expect_invalid(store.read(offset, &mut rbuf[..n]), &format!("read {why}"));
+        let data = if n == one.len() { &one[..] } else { &two[..] };
+        expect_invalid(store.write(offset, data, false), &format!("write {why}"));
+        expect_invalid(store.write(offset, data, true), &format!("FUA write {why}"));
+        expect_invalid(store.trim(offset, len), &format!("trim {why}"));
+        expect_invalid(
+            store.write_zeroes(offset, len),
+            &format!("write_zeroes {why}"),
+        );
+    }
+    let short = bs as usize - 1;
+    expect_invalid(store.read(0, &mut rbuf[..short]), "read of a partial block");
+    expect_invalid(
+        store.write(0, &one[..short], false),
+        "write of a partial block",
+    );
+    expect_invalid(
+        store.write(bs, &two[..bs as usize + 1], true),
+        "write of 1+ blocks",
+    );
+    expect_invalid(store.trim(0, bs + 1), "trim of a partial block");
+    expect_invalid(store.write_zeroes(0, 3), "write_zeroes of a partial block");
+    check_fresh_reads_zero(store);
+}
+
+/// For stores that discard data (a null store): every operation succeeds, including from
+/// several threads at once, and reads keep returning zeroes.
+pub fn check_discarding(store: &dyn BlockStore) {
+    let bs = block(store);
+    let data = pattern(91, 0, 4 * bs as usize);
+    write_ok(store, 0, &data, false);
+    write_ok(store, 4 * bs, &data, true);
+    store.flush().expect("flush");
+    store.trim(8 * bs, 4 * bs).expect("trim");
+    store.write_zeroes(12 * bs, 4 * bs).expect("write_zeroes");
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let data = &data;
+            s.spawn(move || {
+                for lba in (t * 4..MIN_BLOCKS).step_by(16) {
+                    write_ok(store, lba * bs, &data[..bs as usize], lba % 2 == 0);
+                    assert_zero(store, lba * bs, bs, "discarding store");
+                }
+            });
+        }
+    });
+    check_fresh_reads_zero(store);
+}
+
 fn assert_refused(result: io::Result<()>, what: &str) {
     assert!(result.is_err(), "read-only store accepted {what}");
 }
@@ -379,6 +515,14 @@ mod tests {
         }
     }
 
+    fn check(len: usize, offset: u64, n: usize) -> io::Result<std::ops::Range<usize>> {
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        match start.checked_add(n) {
+            Some(end) if end <= len && (start | n) & 511 == 0 => Ok(start..end),
+            _ => Err(io::ErrorKind::InvalidInput.into()),
+        }
+    }
+
     impl BlockStore for VecStore {
         fn describe(&self) -> String {
             "vec".into()
@@ -401,7 +545,8 @@ mod tests {
                 .data
                 .lock()
                 .map_err(|_| io::Error::from(io::ErrorKind::Other))?;
-            buf.copy_from_slice(&d[offset as usize..offset as usize + buf.len()]);
+            let r = check(d.len(), offset, buf.len())?;
+            buf.copy_from_slice(&d[r]);
             Ok(())
         }
         fn write(&self, offset: u64, buf: &[u8], _fua: bool) -> io::Result<()> {
@@ -412,7 +557,8 @@ mod tests {
                 .data
                 .lock()
                 .map_err(|_| io::Error::from(io::ErrorKind::Other))?;
-            d[offset as usize..offset as usize + buf.len()].copy_from_slice(buf);
+            let r = check(d.len(), offset, buf.len())?;
+            d[r].copy_from_slice(buf);
             Ok(())
         }
         fn flush(&self) -> io::Result<()> {
@@ -451,6 +597,56 @@ mod tests {
         fn flush(&self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A store that accepts out-of-range requests by clamping them must fail the suite.
+    struct Clamping(VecStore);
+
+    impl BlockStore for Clamping {
+        fn describe(&self) -> String {
+            "clamping".into()
+        }
+        fn geometry(&self) -> Geometry {
+            self.0.geometry()
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            let size = self.0.geometry().size_bytes();
+            if offset >= size {
+                buf.fill(0);
+                return Ok(());
+            }
+            self.0.read(offset, buf)
+        }
+        fn write(&self, offset: u64, buf: &[u8], fua: bool) -> io::Result<()> {
+            self.0.write(offset, buf, fua)
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "read past the end was accepted")]
+    fn clamping_store_fails() {
+        check_rejects_bad_requests(&Clamping(VecStore::new(64, false)));
+    }
+
+    #[test]
+    fn run_checks_skips_named_checks() {
+        // The lossy store fails read_after_write; skipping it lets the rest pass.
+        run_checks(
+            &|| Box::new(Lossy(VecStore::new(64, false))),
+            &["read_after_write", "concurrent_writers", "concurrent_mixed"],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown check")]
+    fn unknown_skip_name_panics() {
+        run_checks(&|| Box::new(VecStore::new(64, false)), &["no_such_check"]);
     }
 
     #[test]

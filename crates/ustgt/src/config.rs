@@ -11,25 +11,38 @@
 //!
 //! [[target.lun]]
 //! id = 0                     # optional: the lowest number not used by another LUN
-//! store = "ram"              # or "file"
-//! size = "1G"                # ram: required; file: optional (creates or grows the file)
-//! path = "/srv/disk1.img"    # file only
+//! store = "ram"              # "ram", "file", "aio" or "null"
+//! size = "1G"                # ram without path, null: required; others: creates or grows
+//! path = "/srv/disk1.img"    # file, aio: required; ram: persistent RAM over this file
+//! lock = false               # ram with a path: mlock the mapping
+//! direct = false             # file, aio: O_DIRECT
+//! queue-depth = 64           # aio only
 //! block-size = 4096          # optional, default 512
 //! readonly = false
 //! wce = true
 //! serial = "..."             # optional
+//!
+//! [target.lun.inject]        # optional fault injection: the inject-* LUNSPEC options
+//! read-error = "100-107"     # without "inject-"; a list adds triggers: ["5", "every:9"]
+//! write-error = "every:5"
+//! write-errno = "enospc"
+//! flush-error = 1
+//! delay-ms = 2
+//! poison = true
 //! ```
 //!
 //! Every error names the file and line: `config.toml:12: target "iqn..." lun 0: ...`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::lunspec::{check_block_size, check_serial, LunSpec, StoreSpec};
+use store_inject::OPTION_NAMES;
+
+use crate::lunspec::{check_block_size, check_serial, LunSpec, StoreSpec, MAX_QUEUE_DEPTH};
 use crate::size::parse_size;
 
 /// The iSCSI well-known port.
@@ -98,6 +111,48 @@ struct RawLun {
     readonly: Option<Spanned<bool>>,
     wce: Option<Spanned<bool>>,
     serial: Option<Spanned<String>>,
+    direct: Option<Spanned<bool>>,
+    lock: Option<Spanned<bool>>,
+    queue_depth: Option<Spanned<i64>>,
+    inject: Option<Spanned<BTreeMap<String, Spanned<RawInject>>>>,
+}
+
+/// A value of the `[target.lun.inject]` table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawInject {
+    Switch(bool),
+    Number(i64),
+    Text(String),
+    List(Vec<RawInjectItem>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawInjectItem {
+    Number(i64),
+    Text(String),
+}
+
+impl RawInjectItem {
+    fn text(&self) -> String {
+        match self {
+            RawInjectItem::Number(n) => n.to_string(),
+            RawInjectItem::Text(t) => t.clone(),
+        }
+    }
+}
+
+impl RawInject {
+    /// The option values this entry stands for (a list gives one per item).
+    fn values(&self) -> Vec<String> {
+        match self {
+            RawInject::Switch(b) => vec![if *b { "on" } else { "off" }.to_string()],
+            RawInject::Number(n) => vec![n.to_string()],
+            RawInject::Text(t) => vec![t.clone()],
+            RawInject::List(items) => items.iter().map(RawInjectItem::text).collect(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -285,30 +340,7 @@ fn build_lun(spanned: &Spanned<RawLun>, ctx: &str, loc: &Locator) -> Result<LunS
         Some(s) => Some(size_value(s.get_ref()).map_err(|e| loc.at(s, format!("{ctx}: {e}")))?),
         None => None,
     };
-    let store = match raw.store.get_ref().as_str() {
-        "ram" => {
-            if let Some(p) = &raw.path {
-                return Err(loc.at(p, format!("{ctx}: path is only for file stores")));
-            }
-            let size =
-                size.ok_or_else(|| loc.at(&raw.store, format!("{ctx}: a ram store needs a size")))?;
-            StoreSpec::Ram { size }
-        }
-        "file" => match &raw.path {
-            Some(p) if !p.get_ref().is_empty() => StoreSpec::File {
-                path: PathBuf::from(p.get_ref()),
-                size,
-            },
-            Some(p) => return Err(loc.at(p, format!("{ctx}: path is empty"))),
-            None => return Err(loc.at(&raw.store, format!("{ctx}: a file store needs a path"))),
-        },
-        other => {
-            return Err(loc.at(
-                &raw.store,
-                format!("{ctx}: unknown store kind \"{other}\" (expected ram or file)"),
-            ))
-        }
-    };
+    let store = build_store(raw, size, ctx, loc)?;
     let mut spec = LunSpec::new(store);
     if let Some(bs) = &raw.block_size {
         let value = u64::try_from(*bs.get_ref()).unwrap_or(u64::MAX);
@@ -333,11 +365,163 @@ fn build_lun(spanned: &Spanned<RawLun>, ctx: &str, loc: &Locator) -> Result<LunS
             check_serial(serial.get_ref()).map_err(|e| loc.at(serial, format!("{ctx}: {e}")))?,
         );
     }
+    if let Some(table) = &raw.inject {
+        apply_inject(&mut spec, table, ctx, loc)?;
+    }
     spec.validate().map_err(|e| match &raw.size {
         Some(s) => loc.at(s, format!("{ctx}: {e}")),
         None => loc.at(spanned, format!("{ctx}: {e}")),
     })?;
     Ok(spec)
+}
+
+/// Refuses a key the store kind does not take, at the key's line.
+fn refuse<T>(
+    value: &Option<Spanned<T>>,
+    key: &str,
+    kind: &str,
+    ctx: &str,
+    loc: &Locator,
+) -> Result<(), String> {
+    match value {
+        Some(v) => Err(loc.at(v, format!("{ctx}: {key} does not apply to {kind} stores"))),
+        None => Ok(()),
+    }
+}
+
+fn flag(value: &Option<Spanned<bool>>) -> bool {
+    value.as_ref().is_some_and(|v| *v.get_ref())
+}
+
+/// The required, non-empty path of a store kind.
+fn need_path(raw: &RawLun, kind: &str, ctx: &str, loc: &Locator) -> Result<PathBuf, String> {
+    match &raw.path {
+        Some(p) if !p.get_ref().is_empty() => Ok(PathBuf::from(p.get_ref())),
+        Some(p) => Err(loc.at(p, format!("{ctx}: path is empty"))),
+        None => {
+            let article = if kind.starts_with('a') { "an" } else { "a" };
+            Err(loc.at(
+                &raw.store,
+                format!("{ctx}: {article} {kind} store needs a path"),
+            ))
+        }
+    }
+}
+
+fn queue_depth(raw: &RawLun, ctx: &str, loc: &Locator) -> Result<Option<u32>, String> {
+    let Some(q) = &raw.queue_depth else {
+        return Ok(None);
+    };
+    match u32::try_from(*q.get_ref()) {
+        Ok(n) if (1..=MAX_QUEUE_DEPTH).contains(&n) => Ok(Some(n)),
+        _ => Err(loc.at(
+            q,
+            format!(
+                "{ctx}: invalid queue depth {} (1 to {MAX_QUEUE_DEPTH})",
+                q.get_ref()
+            ),
+        )),
+    }
+}
+
+/// The store part of a LUN table, refusing keys its kind does not take.
+fn build_store(
+    raw: &RawLun,
+    size: Option<u64>,
+    ctx: &str,
+    loc: &Locator,
+) -> Result<StoreSpec, String> {
+    let kind = raw.store.get_ref().as_str();
+    let needs_size = |what: &str| {
+        size.ok_or_else(|| loc.at(&raw.store, format!("{ctx}: a {what} store needs a size")))
+    };
+    let store = match kind {
+        "ram" => match &raw.path {
+            Some(p) if p.get_ref().is_empty() => {
+                return Err(loc.at(p, format!("{ctx}: path is empty")))
+            }
+            Some(p) => StoreSpec::RamFile {
+                path: PathBuf::from(p.get_ref()),
+                size,
+                lock: flag(&raw.lock),
+            },
+            None => {
+                if let Some(l) = &raw.lock {
+                    return Err(loc.at(
+                        l,
+                        format!("{ctx}: lock needs a persistent ram store (give a path)"),
+                    ));
+                }
+                StoreSpec::Ram {
+                    size: needs_size("ram")?,
+                }
+            }
+        },
+        "file" => StoreSpec::File {
+            path: need_path(raw, kind, ctx, loc)?,
+            size,
+            direct: flag(&raw.direct),
+        },
+        "aio" => StoreSpec::Aio {
+            path: need_path(raw, kind, ctx, loc)?,
+            size,
+            direct: flag(&raw.direct),
+            queue_depth: queue_depth(raw, ctx, loc)?,
+        },
+        "null" => {
+            refuse(&raw.path, "path", kind, ctx, loc)?;
+            StoreSpec::Null {
+                size: needs_size("null")?,
+            }
+        }
+        other => {
+            return Err(loc.at(
+                &raw.store,
+                format!("{ctx}: unknown store kind \"{other}\" (expected ram, file, aio or null)"),
+            ))
+        }
+    };
+    if kind != "ram" {
+        refuse(&raw.lock, "lock", kind, ctx, loc)?;
+    }
+    if !matches!(kind, "file" | "aio") {
+        refuse(&raw.direct, "direct", kind, ctx, loc)?;
+    }
+    if kind != "aio" {
+        refuse(&raw.queue_depth, "queue-depth", kind, ctx, loc)?;
+    }
+    Ok(store)
+}
+
+/// Applies the `[target.lun.inject]` table: each key is an `inject-KEY` LUNSPEC option.
+fn apply_inject(
+    spec: &mut LunSpec,
+    table: &Spanned<BTreeMap<String, Spanned<RawInject>>>,
+    ctx: &str,
+    loc: &Locator,
+) -> Result<(), String> {
+    for (key, value) in table.get_ref() {
+        let option = format!("inject-{key}");
+        if !OPTION_NAMES.contains(&option.as_str()) {
+            let keys: Vec<&str> = OPTION_NAMES
+                .iter()
+                .filter_map(|n| n.strip_prefix("inject-"))
+                .collect();
+            return Err(loc.at(
+                value,
+                format!(
+                    "{ctx}: unknown inject key \"{key}\" (expected {})",
+                    keys.join(", ")
+                ),
+            ));
+        }
+        for text in value.get_ref().values() {
+            spec.inject
+                .apply_option(&option, Some(&text))
+                .map_err(|e| loc.at(value, format!("{ctx}: inject: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn size_value(raw: &RawSize) -> Result<u64, String> {
@@ -534,7 +718,8 @@ iqn = "eui.02004567A425678D"
             lun0.store,
             StoreSpec::File {
                 path: "/srv/disk1.img".into(),
-                size: Some(1 << 20)
+                size: Some(1 << 20),
+                direct: false
             }
         );
         assert!(lun0.read_only && lun0.write_cache);
@@ -612,7 +797,7 @@ iqn = "eui.02004567A425678D"
         let e = err(&with_lun("id = 0\nstore = \"rm\"\nsize = \"1G\""));
         assert_eq!(
             e,
-            "c.toml:5: target \"iqn.2026-11.io.ustgt:t\" lun 0: unknown store kind \"rm\" (expected ram or file)"
+            "c.toml:5: target \"iqn.2026-11.io.ustgt:t\" lun 0: unknown store kind \"rm\" (expected ram, file, aio or null)"
         );
     }
 
@@ -625,9 +810,9 @@ iqn = "eui.02004567A425678D"
             ),
             "{e}"
         );
-        let e = err(&with_lun("store = \"ram\"\nsize = \"1M\"\npath = \"/x\""));
+        let e = err(&with_lun("store = \"null\"\nsize = \"1M\"\npath = \"/x\""));
         assert!(
-            e.starts_with("c.toml:6: ") && e.contains("path is only for file stores"),
+            e.starts_with("c.toml:6: ") && e.contains("path does not apply to null stores"),
             "{e}"
         );
         let e = err(&with_lun("store = \"file\""));
@@ -646,8 +831,140 @@ iqn = "eui.02004567A425678D"
             c.targets[0].luns[0].1.store,
             StoreSpec::File {
                 path: "/a.img".into(),
-                size: None
+                size: None,
+                direct: false
             }
+        );
+    }
+
+    #[test]
+    fn new_store_kinds() {
+        let lun = |text: &str| {
+            let c = parse(&with_lun(text), "c.toml").unwrap_or_else(|e| panic!("{text}: {e}"));
+            c.targets[0].luns[0].1.clone()
+        };
+        assert_eq!(
+            lun("store = \"ram\"\npath = \"/srv/r.img\"\nsize = \"1G\"\nlock = true").store,
+            StoreSpec::RamFile {
+                path: "/srv/r.img".into(),
+                size: Some(1 << 30),
+                lock: true
+            }
+        );
+        assert_eq!(
+            lun("store = \"ram\"\npath = \"/srv/r.img\"").store,
+            StoreSpec::RamFile {
+                path: "/srv/r.img".into(),
+                size: None,
+                lock: false
+            }
+        );
+        assert_eq!(
+            lun("store = \"file\"\npath = \"/dev/sdb\"\ndirect = true").store,
+            StoreSpec::File {
+                path: "/dev/sdb".into(),
+                size: None,
+                direct: true
+            }
+        );
+        assert_eq!(
+            lun("store = \"aio\"\npath = \"/a\"\nsize = 4096\ndirect = true\nqueue-depth = 256")
+                .store,
+            StoreSpec::Aio {
+                path: "/a".into(),
+                size: Some(4096),
+                direct: true,
+                queue_depth: Some(256)
+            }
+        );
+        assert_eq!(
+            lun("store = \"null\"\nsize = \"1T\"").store,
+            StoreSpec::Null { size: 1 << 40 }
+        );
+    }
+
+    #[test]
+    fn new_store_kind_errors_have_lines() {
+        let cases = [
+            (
+                "store = \"null\"",
+                "c.toml:4: ",
+                "a null store needs a size",
+            ),
+            (
+                "store = \"aio\"\nsize = \"1M\"",
+                "c.toml:4: ",
+                "an aio store needs a path",
+            ),
+            (
+                "store = \"ram\"\nsize = \"1M\"\nlock = true",
+                "c.toml:6: ",
+                "lock needs a persistent ram store",
+            ),
+            (
+                "store = \"ram\"\npath = \"\"",
+                "c.toml:5: ",
+                "path is empty",
+            ),
+            (
+                "store = \"file\"\npath = \"/a\"\nlock = true",
+                "c.toml:6: ",
+                "lock does not apply to file stores",
+            ),
+            (
+                "store = \"ram\"\nsize = \"1M\"\ndirect = true",
+                "c.toml:6: ",
+                "direct does not apply to ram stores",
+            ),
+            (
+                "store = \"file\"\npath = \"/a\"\nqueue-depth = 4",
+                "c.toml:6: ",
+                "queue-depth does not apply to file stores",
+            ),
+            (
+                "store = \"aio\"\npath = \"/a\"\nqueue-depth = 0",
+                "c.toml:6: ",
+                "invalid queue depth 0",
+            ),
+            (
+                "store = \"null\"\nsize = \"1M\"\ndirect = 1",
+                "c.toml:6: ",
+                "invalid type",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let e = err(&with_lun(text));
+            assert!(e.starts_with(line) && e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn inject_table() {
+        let text = with_lun(
+            "store = \"ram\"\nsize = \"16M\"\n[target.lun.inject]\nread-error = [\"100-107\", \"every:9\"]\n\
+             write-error = \"every:5\"\nwrite-errno = \"enospc\"\nflush-error = 1\ndelay-ms = 2\npoison = false",
+        );
+        let c = parse(&text, "c.toml").expect("parse");
+        let i = &c.targets[0].luns[0].1.inject;
+        assert_eq!(i.read.triggers.len(), 2);
+        assert_eq!(i.write.triggers, vec![store_inject::Trigger::Every(5)]);
+        assert_eq!(i.write.kind, store_inject::FaultKind::Errno(28));
+        assert_eq!(i.flush.triggers, vec![store_inject::Trigger::Once(1)]);
+        assert_eq!(i.delay, std::time::Duration::from_millis(2));
+        assert!(!i.poison);
+        let e = err(&with_lun(
+            "store = \"ram\"\nsize = \"16M\"\n[target.lun.inject]\n\nbogus = 1",
+        ));
+        assert!(
+            e.starts_with("c.toml:8: ") && e.contains("unknown inject key \"bogus\""),
+            "{e}"
+        );
+        let e = err(&with_lun(
+            "store = \"ram\"\nsize = \"16M\"\n[target.lun.inject]\nread-error = \"9-1\"",
+        ));
+        assert!(
+            e.starts_with("c.toml:7: ") && e.contains("inject: option \"inject-read-error\""),
+            "{e}"
         );
     }
 

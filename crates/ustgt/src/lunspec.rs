@@ -1,16 +1,27 @@
 //! The command-line LUN grammar.
 //!
 //! ```text
-//! ram:SIZE[,OPT...]
-//! file:PATH[,size=SIZE][,OPT...]
-//! OPT := block-size=512|4096 | readonly[=on|off] | wce=on|off | serial=STR
+//! ram:SIZE[,OPT...]                               anonymous memory
+//! ram:PATH[,size=SIZE][,lock][,OPT...]            persistent: a preallocated mapping of PATH
+//! file:PATH[,size=SIZE][,direct][,OPT...]         regular file or block device
+//! aio:PATH[,size=SIZE][,direct][,queue-depth=N][,OPT...]   io_uring (file or device)
+//! null:SIZE[,OPT...]                              discards writes, reads zeroes
+//! OPT := block-size=512|4096 | readonly[=on|off] | wce=on|off | serial=STR | inject-...
 //! ```
+//!
+//! `ram:` tells a size from a path this way: an argument containing `/` is a path, otherwise
+//! one that parses as a size is a size and anything else is a path (so `ram:1G` is 1 GiB of
+//! anonymous memory, `ram:./1G` and `ram:/srv/ram.img` are files, `ram:disk.img` is a file).
+//! The `inject-*` options (any kind) wrap the store in the fault-injection store; see
+//! `store_inject` for their grammar.
 //!
 //! Parts are separated by commas, so a path cannot contain one. New store kinds add a variant to
 //! [`StoreSpec`] and an arm to [`parse_store`]; new options add an arm to
 //! [`LunSpec::apply_common`] (all kinds) or to their kind's parser.
 
 use std::path::PathBuf;
+
+use store_inject::InjectRules;
 
 use crate::size::parse_size;
 
@@ -19,9 +30,45 @@ use crate::size::parse_size;
 pub enum StoreSpec {
     /// Anonymous memory of `size` bytes.
     Ram { size: u64 },
-    /// A regular file or block device; `size` creates or grows a file.
-    File { path: PathBuf, size: Option<u64> },
+    /// Persistent memory: a preallocated shared mapping of `path`; `size` creates or grows the
+    /// file; `lock` mlocks it.
+    RamFile {
+        path: PathBuf,
+        size: Option<u64>,
+        lock: bool,
+    },
+    /// A regular file or block device; `size` creates or grows a file; `direct` is O_DIRECT.
+    File {
+        path: PathBuf,
+        size: Option<u64>,
+        direct: bool,
+    },
+    /// An io_uring store over a file or device; `queue_depth` is the ring size (store default
+    /// when absent).
+    Aio {
+        path: PathBuf,
+        size: Option<u64>,
+        direct: bool,
+        queue_depth: Option<u32>,
+    },
+    /// Discards writes and reads zeroes; `size` bytes.
+    Null { size: u64 },
 }
+
+impl StoreSpec {
+    /// The size given for the store, if any.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            StoreSpec::Ram { size } | StoreSpec::Null { size } => Some(*size),
+            StoreSpec::RamFile { size, .. }
+            | StoreSpec::File { size, .. }
+            | StoreSpec::Aio { size, .. } => *size,
+        }
+    }
+}
+
+/// Largest accepted aio queue depth.
+pub const MAX_QUEUE_DEPTH: u32 = 32768;
 
 /// Everything needed to build one LUN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +82,8 @@ pub struct LunSpec {
     pub write_cache: bool,
     /// Unit serial number (VPD page 80h); generated when absent.
     pub serial: Option<String>,
+    /// Fault injection (empty: none).
+    pub inject: InjectRules,
 }
 
 /// Default logical block size.
@@ -52,17 +101,14 @@ impl LunSpec {
             read_only: false,
             write_cache: true,
             serial: None,
+            inject: InjectRules::default(),
         }
     }
 
     /// Checks settings that depend on each other: sizes must be non-zero multiples of the
     /// block size.
     pub fn validate(&self) -> Result<(), String> {
-        let size = match self.store {
-            StoreSpec::Ram { size } => Some(size),
-            StoreSpec::File { size, .. } => size,
-        };
-        match size {
+        match self.store.size() {
             Some(0) => Err("size must not be zero".into()),
             Some(n) if n % u64::from(self.block_size) != 0 => Err(format!(
                 "size {n} is not a multiple of the block size {}",
@@ -81,7 +127,7 @@ impl LunSpec {
             }
             "wce" => self.write_cache = parse_switch(key, required(key, value)?)?,
             "serial" => self.serial = Some(check_serial(required(key, value)?)?),
-            _ => return Ok(false),
+            _ => return self.inject.apply_option(key, value),
         }
         Ok(true)
     }
@@ -149,6 +195,91 @@ fn split_option(part: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Removes every `key` option from `options`, returning the values in order.
+fn take_all<'a>(options: &mut Vec<(&'a str, Option<&'a str>)>, key: &str) -> Vec<Option<&'a str>> {
+    let mut out = Vec::new();
+    options.retain(|&(k, v)| {
+        if k == key {
+            out.push(v);
+            false
+        } else {
+            true
+        }
+    });
+    out
+}
+
+/// Removes the option `key` (at most once) from `options` and parses its value with `parse`.
+fn take_value<'a, T>(
+    options: &mut Vec<(&'a str, Option<&'a str>)>,
+    key: &str,
+    parse: impl Fn(&'a str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    let values = take_all(options, key);
+    match values.as_slice() {
+        [] => Ok(None),
+        [v] => parse(required(key, *v)?)
+            .map(Some)
+            .map_err(|e| format!("option \"{key}\": {e}")),
+        _ => Err(format!("option \"{key}\" given twice")),
+    }
+}
+
+/// Removes the switch `key` (bare, or `=on|off`) from `options`.
+fn take_switch<'a>(
+    options: &mut Vec<(&'a str, Option<&'a str>)>,
+    key: &str,
+) -> Result<bool, String> {
+    let values = take_all(options, key);
+    match values.as_slice() {
+        [] => Ok(false),
+        [None] => Ok(true),
+        [Some(v)] => parse_switch(key, v),
+        _ => Err(format!("option \"{key}\" given twice")),
+    }
+}
+
+/// Refuses an option the store kind does not take.
+fn refuse(options: &[(&str, Option<&str>)], key: &str, kind: &str) -> Result<(), String> {
+    if options.iter().any(|&(k, _)| k == key) {
+        return Err(format!("option \"{key}\" does not apply to {kind} stores"));
+    }
+    Ok(())
+}
+
+fn parse_queue_depth(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=MAX_QUEUE_DEPTH).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid queue depth \"{text}\" (1 to {MAX_QUEUE_DEPTH})"
+        )),
+    }
+}
+
+/// True when a `ram:` argument names a file rather than a size (see the module docs).
+pub fn ram_arg_is_path(arg: &str) -> bool {
+    arg.contains('/') || parse_size(arg).is_err()
+}
+
+fn need_path(kind: &str, arg: &str) -> Result<PathBuf, String> {
+    if arg.is_empty() {
+        return Err(format!(
+            "{kind}: a path is required (e.g. {kind}:/srv/disk.img,size=1G)"
+        ));
+    }
+    Ok(PathBuf::from(arg))
+}
+
+/// The size of a kind that takes it as the argument (`ram:SIZE`, `null:SIZE`) or as `size=`.
+fn inline_size(kind: &str, arg: &str, size_opt: Option<u64>) -> Result<u64, String> {
+    match (arg.trim(), size_opt) {
+        ("", Some(size)) => Ok(size),
+        ("", None) => Err(format!("{kind}: a size is required (e.g. {kind}:1G)")),
+        (_, Some(_)) => Err(format!("{kind}: size given twice")),
+        (text, None) => parse_size(text).map_err(|e| format!("{kind}: {e}")),
+    }
+}
+
 /// Builds the store part from the kind, its argument and the options; kind-specific options are
 /// removed from `options`, the rest are left for [`LunSpec::apply_common`].
 fn parse_store<'a>(
@@ -156,44 +287,45 @@ fn parse_store<'a>(
     arg: &'a str,
     options: &mut Vec<(&'a str, Option<&'a str>)>,
 ) -> Result<StoreSpec, String> {
-    let mut size_opt = None;
-    let mut i = 0;
-    while i < options.len() {
-        if options[i].0 == "size" {
-            let (key, value) = options.remove(i);
-            if size_opt.is_some() {
-                return Err("option \"size\" given twice".into());
-            }
-            size_opt = Some(
-                parse_size(required(key, value)?).map_err(|e| format!("option \"size\": {e}"))?,
-            );
-        } else {
-            i += 1;
-        }
-    }
-    match kind {
+    let size_opt = take_value(options, "size", parse_size)?;
+    let store = match kind {
+        "ram" if !arg.trim().is_empty() && ram_arg_is_path(arg) => StoreSpec::RamFile {
+            path: PathBuf::from(arg),
+            size: size_opt,
+            lock: take_switch(options, "lock")?,
+        },
         "ram" => {
-            let size = match (arg.trim(), size_opt) {
-                ("", Some(size)) => size,
-                ("", None) => return Err("ram: a size is required (e.g. ram:1G)".into()),
-                (_, Some(_)) => return Err("ram: size given twice".into()),
-                (text, None) => parse_size(text).map_err(|e| format!("ram: {e}"))?,
-            };
-            Ok(StoreSpec::Ram { size })
-        }
-        "file" => {
-            if arg.is_empty() {
-                return Err("file: a path is required (e.g. file:/srv/disk.img,size=1G)".into());
+            if options.iter().any(|&(k, _)| k == "lock") {
+                return Err("option \"lock\" needs a persistent ram store (ram:PATH)".into());
             }
-            Ok(StoreSpec::File {
-                path: PathBuf::from(arg),
-                size: size_opt,
-            })
+            StoreSpec::Ram {
+                size: inline_size(kind, arg, size_opt)?,
+            }
         }
-        other => Err(format!(
-            "unknown store kind \"{other}\" (expected ram or file)"
-        )),
+        "null" => StoreSpec::Null {
+            size: inline_size(kind, arg, size_opt)?,
+        },
+        "file" => StoreSpec::File {
+            path: need_path(kind, arg)?,
+            size: size_opt,
+            direct: take_switch(options, "direct")?,
+        },
+        "aio" => StoreSpec::Aio {
+            path: need_path(kind, arg)?,
+            size: size_opt,
+            direct: take_switch(options, "direct")?,
+            queue_depth: take_value(options, "queue-depth", parse_queue_depth)?,
+        },
+        other => {
+            return Err(format!(
+                "unknown store kind \"{other}\" (expected ram, file, aio or null)"
+            ))
+        }
+    };
+    for key in ["lock", "direct", "queue-depth"] {
+        refuse(options, key, kind)?;
     }
+    Ok(store)
 }
 
 /// Parses a LUN spec such as `ram:1G,block-size=4096` or `file:/srv/a.img,size=10G,readonly`.
@@ -221,7 +353,7 @@ pub fn parse_lun_spec(text: &str) -> Result<LunSpec, String> {
             .map_err(|e| format!("invalid LUN \"{text}\": {e}"))?;
         if !known {
             return Err(format!(
-                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, readonly, wce or serial)"
+                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, readonly, wce, serial, lock, direct, queue-depth or inject-...)"
             ));
         }
     }
@@ -276,7 +408,8 @@ mod tests {
             ok("file:/srv/a.img").store,
             StoreSpec::File {
                 path: "/srv/a.img".into(),
-                size: None
+                size: None,
+                direct: false
             }
         );
         let s = ok("file:/srv/b.img,size=10G,readonly");
@@ -284,7 +417,8 @@ mod tests {
             s.store,
             StoreSpec::File {
                 path: "/srv/b.img".into(),
-                size: Some(10 << 30)
+                size: Some(10 << 30),
+                direct: false
             }
         );
         assert!(s.read_only);
@@ -292,14 +426,17 @@ mod tests {
             ok("file:rel/c:d.img").store,
             StoreSpec::File {
                 path: "rel/c:d.img".into(),
-                size: None
+                size: None,
+                direct: false
             }
         );
     }
 
     #[test]
     fn kind_errors() {
-        assert!(err("rm:1G").contains("unknown store kind \"rm\" (expected ram or file)"));
+        assert!(
+            err("rm:1G").contains("unknown store kind \"rm\" (expected ram, file, aio or null)")
+        );
         assert!(err("1G").contains("expected KIND:ARG"));
         assert!(err("").contains("expected KIND:ARG"));
         assert!(err("ram:").contains("ram: a size is required"));
@@ -310,7 +447,7 @@ mod tests {
 
     #[test]
     fn value_errors_name_the_part() {
-        assert!(err("ram:1Q").contains("unknown unit \"Q\""));
+        assert!(err("null:1Q").contains("unknown unit \"Q\""));
         assert!(err("file:/a,size=lots").contains("option \"size\": invalid size \"lots\""));
         assert!(err("file:/a,size").contains("option \"size\" needs a value"));
         assert!(err("ram:1G,block-size=1024").contains("invalid block size 1024"));
@@ -341,6 +478,129 @@ mod tests {
         let e = err("ram:1G,fast=yes");
         assert!(e.contains("unknown option \"fast\""), "{e}");
         assert!(e.starts_with("invalid LUN \"ram:1G,fast=yes\""), "{e}");
+    }
+
+    #[test]
+    fn ram_size_or_path() {
+        assert_eq!(ok("ram:4M").store, StoreSpec::Ram { size: 4 << 20 });
+        assert_eq!(
+            ok("ram:/srv/ram.img,size=1G,lock").store,
+            StoreSpec::RamFile {
+                path: "/srv/ram.img".into(),
+                size: Some(1 << 30),
+                lock: true
+            }
+        );
+        // No '/' but not a size: a path too (relative); "./1G" forces a path.
+        for (arg, path) in [("disk.img", "disk.img"), ("1Q", "1Q"), ("./1G", "./1G")] {
+            assert_eq!(
+                ok(&format!("ram:{arg}")).store,
+                StoreSpec::RamFile {
+                    path: path.into(),
+                    size: None,
+                    lock: false
+                },
+                "{arg}"
+            );
+        }
+        assert!(!ok("ram:/a,lock=off").store.eq(&StoreSpec::Ram { size: 0 }));
+        assert!(ram_arg_is_path("a/b") && ram_arg_is_path("x") && !ram_arg_is_path("10K"));
+        assert!(err("ram:1G,lock").contains("\"lock\" needs a persistent ram store"));
+        assert!(err("ram:/a,lock,lock").contains("\"lock\" given twice"));
+        assert!(err("ram:/a,direct").contains("\"direct\" does not apply to ram stores"));
+        assert_eq!(
+            ok("ram:/a,size=8K,block-size=4096").store.size(),
+            Some(8192)
+        );
+        assert!(err("ram:/a,size=6K,block-size=4096").contains("not a multiple"));
+    }
+
+    #[test]
+    fn file_direct_and_aio() {
+        assert_eq!(
+            ok("file:/dev/sdb,direct").store,
+            StoreSpec::File {
+                path: "/dev/sdb".into(),
+                size: None,
+                direct: true
+            }
+        );
+        assert_eq!(
+            ok("file:/a,direct=off,size=1M").store,
+            StoreSpec::File {
+                path: "/a".into(),
+                size: Some(1 << 20),
+                direct: false
+            }
+        );
+        assert_eq!(
+            ok("aio:/srv/a.img,size=1G,direct,queue-depth=128").store,
+            StoreSpec::Aio {
+                path: "/srv/a.img".into(),
+                size: Some(1 << 30),
+                direct: true,
+                queue_depth: Some(128)
+            }
+        );
+        assert_eq!(
+            ok("aio:/dev/nvme0n1").store,
+            StoreSpec::Aio {
+                path: "/dev/nvme0n1".into(),
+                size: None,
+                direct: false,
+                queue_depth: None
+            }
+        );
+        assert!(err("aio:").contains("aio: a path is required"));
+        assert!(err("aio:/a,queue-depth=0").contains("invalid queue depth \"0\""));
+        assert!(err("aio:/a,queue-depth=99999").contains("1 to 32768"));
+        assert!(err("aio:/a,queue-depth").contains("needs a value"));
+        assert!(err("file:/a,queue-depth=4").contains("does not apply to file stores"));
+        assert!(err("file:/a,lock").contains("\"lock\" does not apply to file stores"));
+        assert!(err("file:/a,direct=sometimes").contains("invalid value \"sometimes\""));
+    }
+
+    #[test]
+    fn null_store() {
+        assert_eq!(ok("null:1T").store, StoreSpec::Null { size: 1 << 40 });
+        assert_eq!(ok("null:,size=1M").store, StoreSpec::Null { size: 1 << 20 });
+        assert!(err("null:").contains("null: a size is required"));
+        assert!(err("null:1G,direct").contains("does not apply to null stores"));
+        assert!(err("null:1000").contains("not a multiple"));
+    }
+
+    #[test]
+    fn inject_options_on_any_kind() {
+        let s = ok(
+            "ram:16M,inject-read-error=100-107,inject-write-error=every:5,\
+                    inject-write-errno=enospc,inject-flush-error=1,inject-delay-ms=2",
+        );
+        assert_eq!(s.store, StoreSpec::Ram { size: 16 << 20 });
+        assert_eq!(s.inject.read.triggers.len(), 1);
+        assert_eq!(s.inject.write.triggers.len(), 1);
+        assert_eq!(s.inject.flush.triggers.len(), 1);
+        assert_eq!(s.inject.delay, std::time::Duration::from_millis(2));
+        assert!(!s.inject.is_empty());
+        assert!(ok("ram:1M").inject.is_empty());
+        for spec in [
+            "file:/a,inject-read-error=always",
+            "null:1M,inject-delay-ms=1",
+            "aio:/a,inject-flush-error=every:2",
+            "ram:/a,size=1M,inject-write-errno=short,inject-write-error=3",
+        ] {
+            assert!(
+                !ok(spec).inject.is_empty() || spec.contains("errno"),
+                "{spec}"
+            );
+        }
+        let e = err("ram:1M,inject-read-error=9-1");
+        assert!(
+            e.starts_with(
+                "invalid LUN \"ram:1M,inject-read-error=9-1\": option \"inject-read-error\""
+            ),
+            "{e}"
+        );
+        assert!(err("ram:1M,inject-foo=1").contains("unknown option \"inject-foo\""));
     }
 
     #[test]

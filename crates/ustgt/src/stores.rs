@@ -1,41 +1,86 @@
 //! Building block stores from LUN specs.
 
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use backstore::BlockStore;
 use store_file::{FileOptions, FileStore};
+use store_inject::InjectStore;
+use store_null::NullStore;
 use store_ram::RamStore;
 
 use crate::lunspec::{LunSpec, StoreSpec};
 use crate::size::format_size;
 
-/// Opens (or creates) the store a LUN spec describes. Errors name the store and the OS error,
-/// e.g. `file:/x/y: No such file or directory (os error 2) (give size= to create it)`.
+/// Opens (or creates) the store a LUN spec describes, wrapped in the fault-injection store when
+/// the spec has `inject-*` options. Errors name the store and the OS error, e.g.
+/// `file:/x/y: No such file or directory (os error 2) (give size= to create it)`.
 pub fn open_store(spec: &LunSpec) -> Result<Arc<dyn BlockStore>, String> {
+    let store = open_base(spec)?;
+    if spec.inject.is_empty() {
+        return Ok(store);
+    }
+    Ok(Arc::new(InjectStore::new(store, spec.inject.clone())))
+}
+
+/// The hint added to an error opening `path` without a size.
+fn missing_hint(e: &io::Error, size: Option<u64>) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::NotFound if size.is_none() => " (give size= to create it)",
+        _ => "",
+    }
+}
+
+fn open_base(spec: &LunSpec) -> Result<Arc<dyn BlockStore>, String> {
     match &spec.store {
         StoreSpec::Ram { size } => {
             let store = RamStore::new(*size, spec.block_size, spec.read_only)
                 .map_err(|e| format!("ram:{}: {e}", format_size(*size)))?;
             Ok(Arc::new(store))
         }
-        StoreSpec::File { path, size } => {
+        StoreSpec::RamFile { path, size, lock } => {
+            open_ram_file(path, *size, *lock, spec).map(|s| Arc::new(s) as Arc<dyn BlockStore>)
+        }
+        StoreSpec::File { path, size, direct } => {
             let opts = FileOptions {
                 size: *size,
                 block_size: spec.block_size,
                 read_only: spec.read_only,
                 create: true,
+                direct: *direct,
             };
-            let store = FileStore::open(path, opts).map_err(|e| {
-                let hint = match e.kind() {
-                    io::ErrorKind::NotFound if size.is_none() => " (give size= to create it)",
-                    _ => "",
-                };
-                format!("file:{}: {e}{hint}", path.display())
-            })?;
+            let store = FileStore::open(path, opts)
+                .map_err(|e| format!("file:{}: {e}{}", path.display(), missing_hint(&e, *size)))?;
             Ok(Arc::new(store))
         }
+        StoreSpec::Null { size } => {
+            let store = NullStore::new(*size, spec.block_size)
+                .map_err(|e| format!("null:{}: {e}", format_size(*size)))?
+                .read_only(spec.read_only);
+            Ok(Arc::new(store))
+        }
+        StoreSpec::Aio { path, .. } => Err(format!("aio:{}: aio: not built yet", path.display())),
     }
+}
+
+fn open_ram_file(
+    path: &Path,
+    size: Option<u64>,
+    lock: bool,
+    spec: &LunSpec,
+) -> Result<RamStore, String> {
+    RamStore::open_file(path, size, spec.block_size, spec.read_only, lock).map_err(|e| {
+        let mut hint = missing_hint(&e, size).to_string();
+        let text = path.to_string_lossy();
+        if !text.contains('/') && e.kind() == io::ErrorKind::NotFound {
+            hint.push_str(&format!(
+                " (\"{text}\" was taken as a file name: a size looks like 1G, a relative path \
+                 like ./{text})"
+            ));
+        }
+        format!("ram:{}: {e}{hint}", path.display())
+    })
 }
 
 #[cfg(test)]
@@ -127,5 +172,87 @@ mod tests {
             "{err}"
         );
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn null_store_from_spec() {
+        let s = open("null:1G,block-size=4096").expect("null");
+        assert_eq!(s.geometry().num_blocks, 1 << 18);
+        assert!(s.capabilities().trim);
+        let mut buf = [7u8; 4096];
+        s.write(0, &buf, true).expect("write");
+        s.read(0, &mut buf).expect("read");
+        assert_eq!(buf, [0u8; 4096]);
+        let ro = open("null:1M,readonly").expect("null ro");
+        assert!(ro.capabilities().read_only && ro.write(0, &[0; 512], false).is_err());
+    }
+
+    #[test]
+    fn persistent_ram_from_spec_survives_reopen() {
+        let path = scratch("pram.img");
+        let _ = std::fs::remove_file(&path);
+        let s = open(&format!("ram:{},size=64K", path.display())).expect("create");
+        assert!(s.capabilities().persistent && !s.capabilities().trim);
+        s.write(4096, &[5; 512], true).expect("write");
+        drop(s);
+        let s = open(&format!("ram:{}", path.display())).expect("reopen");
+        let mut buf = [0u8; 512];
+        s.read(4096, &mut buf).expect("read");
+        assert_eq!(buf, [5; 512]);
+        assert_eq!(s.describe(), format!("ram:{}", path.display()));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn ram_name_without_slash_explains_itself() {
+        let err = open("ram:1Q").err().expect("error");
+        assert!(
+            err.starts_with("ram:1Q: No such file or directory"),
+            "{err}"
+        );
+        assert!(err.contains("(give size= to create it)"), "{err}");
+        assert!(err.contains("\"1Q\" was taken as a file name"), "{err}");
+    }
+
+    #[test]
+    fn file_direct_from_spec() {
+        let path = scratch("direct.img");
+        let _ = std::fs::remove_file(&path);
+        match open(&format!("file:{},size=64K,direct", path.display())) {
+            Ok(s) => {
+                s.write(0, &[3; 512], true).expect("write");
+                let mut buf = [0u8; 512];
+                s.read(0, &mut buf).expect("read");
+                assert_eq!(buf, [3; 512]);
+            }
+            Err(e) => assert!(e.contains("O_DIRECT"), "{e}"),
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn aio_is_not_built_yet() {
+        let err = open("aio:/srv/x.img,size=1M").err().expect("error");
+        assert_eq!(err, "aio:/srv/x.img: aio: not built yet");
+    }
+
+    #[test]
+    fn inject_wraps_any_store() {
+        let s = open("ram:1M,inject-read-error=2-3").expect("ram");
+        assert!(
+            s.describe().ends_with("(fault injection)"),
+            "{}",
+            s.describe()
+        );
+        let mut buf = [0u8; 512];
+        s.read(512, &mut buf).expect("lba 1");
+        let e = s.read(1024, &mut buf).expect_err("lba 2");
+        assert_eq!(e.raw_os_error(), Some(5));
+        let n = open("null:1M,inject-write-error=always,inject-write-errno=enospc").expect("null");
+        assert_eq!(
+            n.write(0, &[0; 512], false).expect_err("w").raw_os_error(),
+            Some(28)
+        );
+        assert!(!open("ram:1M").expect("ram").describe().contains("fault"));
     }
 }
