@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 use std::io;
+use std::os::fd::RawFd;
 
 pub mod testsuite;
 
@@ -83,6 +84,11 @@ pub trait BlockStore: Send + Sync {
         }
         Ok(())
     }
+    /// Opens a queue for asynchronous I/O on this store, one per event loop. `None` means the
+    /// store is synchronous only (the default); `Some(Err(_))` means it could not be opened now.
+    fn open_queue(&self) -> Option<io::Result<Box<dyn IoQueue>>> {
+        None
+    }
     /// Allocation map of a range. Default: all data.
     fn extents(&self, offset: u64, len: u64) -> io::Result<Vec<Extent>> {
         Ok(vec![Extent {
@@ -91,4 +97,46 @@ pub trait BlockStore: Send + Sync {
             hole: false,
         }])
     }
+}
+
+/// One asynchronous operation on a store. Ranges are validated by the SCSI engine, as for the
+/// synchronous methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoOp {
+    /// Read `len` bytes at `offset`.
+    Read { offset: u64, len: usize },
+    /// Write `data` at `offset`; with `fua` the data is durable when the completion arrives.
+    Write {
+        offset: u64,
+        data: Vec<u8>,
+        fua: bool,
+    },
+    /// Make every completed write durable.
+    Flush,
+}
+
+/// The completion of one [`IoOp`].
+#[derive(Debug)]
+pub struct IoDone {
+    /// The tag given to [`IoQueue::submit`].
+    pub tag: u64,
+    /// The data read, or the write's buffer given back (empty for a flush), or the error.
+    pub result: io::Result<Vec<u8>>,
+}
+
+/// A queue of asynchronous operations on one store, owned by one event loop. The queue owns
+/// every buffer of an operation until its completion is reaped; dropping the queue waits for
+/// the operations still in flight.
+pub trait IoQueue: Send {
+    /// Queues an operation. When the queue is full the operation is handed back and the caller
+    /// retries after reaping completions.
+    fn submit(&mut self, tag: u64, op: IoOp) -> Result<(), (u64, IoOp)>;
+    /// Starts everything submitted since the last commit (one system call).
+    fn commit(&mut self) -> io::Result<()>;
+    /// A descriptor that becomes readable when completions are ready (an eventfd).
+    fn completion_fd(&self) -> RawFd;
+    /// Appends every ready completion to `out` (never blocks).
+    fn reap(&mut self, out: &mut Vec<IoDone>);
+    /// Operations submitted and not yet reaped.
+    fn in_flight(&self) -> usize;
 }

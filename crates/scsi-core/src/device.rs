@@ -1,6 +1,6 @@
 //! The block device: configuration, shared state and command dispatch.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use backstore::{BlockStore, Capabilities, Geometry};
 
@@ -72,6 +72,16 @@ pub fn default_naa(serial: &str) -> u64 {
     (3 << 60) | (h & 0x0FFF_FFFF_FFFF_FFFF)
 }
 
+/// `req` with its CDB copied into `buf`, zero padded to at least 16 bytes.
+pub(crate) fn pad_cdb<'a>(req: &Request<'a>, buf: &'a mut [u8; 32]) -> Request<'a> {
+    let n = req.cdb.len().min(buf.len());
+    buf[..n].copy_from_slice(&req.cdb[..n]);
+    Request {
+        cdb: &buf[..n.max(16)],
+        ..*req
+    }
+}
+
 /// Mutable per-device state, behind one mutex.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -93,6 +103,8 @@ pub struct Device {
     /// Serialises COMPARE AND WRITE (the compare and the write are atomic with respect to
     /// each other).
     pub(crate) caw: Mutex<()>,
+    /// Whether the store offers asynchronous queues (probed once, on first use).
+    pub(crate) async_io: OnceLock<bool>,
 }
 
 impl std::fmt::Debug for Device {
@@ -123,6 +135,7 @@ impl Device {
             caps,
             state: Mutex::new(state),
             caw: Mutex::new(()),
+            async_io: OnceLock::new(),
         }
     }
 
@@ -155,14 +168,14 @@ impl Device {
     /// Executes one command.
     pub fn execute(&self, req: &Request) -> Response {
         let mut padded = [0u8; 32];
-        let n = req.cdb.len().min(padded.len());
-        padded[..n].copy_from_slice(&req.cdb[..n]);
-        let inner = Request {
-            cdb: &padded[..n.max(16)],
-            ..*req
-        };
+        let inner = pad_cdb(req, &mut padded);
         let wanted = cdb::data_out_len(inner.cdb, self.geo.block_size);
         let result = self.run(&inner, req.cdb.len());
+        self.respond(result, wanted)
+    }
+
+    /// The response for a command's result, with the Data-Out bytes it wanted.
+    pub(crate) fn respond(&self, result: CmdResult, wanted: u32) -> Response {
         let mut resp = match result {
             Ok(data) => Response::good(data),
             Err(CmdError::Conflict) => Response::status(Status::RESERVATION_CONFLICT),
@@ -170,6 +183,18 @@ impl Device {
         };
         resp.data_out_wanted = wanted;
         resp
+    }
+
+    /// True when the store offers asynchronous queues ([`backstore::BlockStore::open_queue`]).
+    pub fn is_async(&self) -> bool {
+        *self
+            .async_io
+            .get_or_init(|| self.store.open_queue().is_some_and(|q| q.is_ok()))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn BlockStore> {
+        &self.store
     }
 
     /// Encodes `sense` in the format selected by the control mode page.
@@ -180,6 +205,17 @@ impl Device {
     /// Runs the command in `req` (whose CDB is zero padded; `cdb_len` is the length the
     /// transport delivered).
     fn run(&self, req: &Request, cdb_len: usize) -> CmdResult {
+        let info = self.prepare(req, cdb_len)?;
+        self.dispatch(req, info)
+    }
+
+    /// Every check that comes before a command's own work: opcode, unit attention, CDB
+    /// fields, reservations. Returns the command's table entry.
+    pub(crate) fn prepare(
+        &self,
+        req: &Request,
+        cdb_len: usize,
+    ) -> Result<&'static CmdInfo, CmdError> {
         if cdb_len == 0 {
             return Err(Sense::invalid_opcode().into());
         }
@@ -195,7 +231,7 @@ impl Device {
         cdb::check_reserved(req.cdb, info.usage)?;
         cdb::check_control(req.cdb, info.usage.len())?;
         self.check_reservations(req.nexus, info)?;
-        self.dispatch(req, info)
+        Ok(info)
     }
 
     /// Registers the nexus and reports a pending unit attention, unless the command is
@@ -212,7 +248,7 @@ impl Device {
         }
     }
 
-    fn dispatch(&self, req: &Request, info: &CmdInfo) -> CmdResult {
+    pub(crate) fn dispatch(&self, req: &Request, info: &CmdInfo) -> CmdResult {
         match info.opcode {
             op::TEST_UNIT_READY => Ok(Vec::new()),
             op::REQUEST_SENSE => self.request_sense(req),

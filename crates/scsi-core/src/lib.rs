@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod async_io;
 mod capacity;
 mod cdb;
 mod compare_write;
@@ -43,6 +44,8 @@ mod write_same;
 #[cfg(test)]
 mod testutil;
 
+pub use async_io::{PendingIo, Started};
+pub use backstore::{IoDone, IoOp, IoQueue};
 pub use device::{default_naa, Device, DeviceConfig};
 pub use lun_table::LunTable;
 pub use report_luns::{decode_lun, encode_lun};

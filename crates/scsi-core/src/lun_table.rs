@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::async_io::is_queued_opcode;
 use crate::cdb::{self, byte, clip};
 use crate::inquiry::{self, PERIPHERAL_NONE};
 use crate::opcodes::{self, op};
 use crate::report_luns;
 use crate::sense::{Asc, Sense};
-use crate::{Device, DeviceConfig, NexusId, Request, Response};
+use crate::{Device, DeviceConfig, NexusId, Request, Response, Started};
 
 /// The logical units of one target, by LUN number.
 pub struct LunTable {
@@ -90,6 +91,17 @@ impl LunTable {
         };
         resp.data_out_wanted = 0;
         resp
+    }
+
+    /// Starts one command addressed to `lun`: READ, WRITE and SYNCHRONIZE CACHE of a device
+    /// whose store has asynchronous queues come back as [`Started::Io`] once every check has
+    /// passed; everything else runs to completion as in [`LunTable::execute`].
+    pub fn start(&self, lun: u64, req: &Request) -> Started {
+        let opcode = byte(req.cdb, 0);
+        match self.device(lun) {
+            Some(d) if is_queued_opcode(opcode) && d.is_async() => d.start(req),
+            _ => Started::Done(self.execute(lun, req)),
+        }
     }
 
     /// REPORT LUNS, from any LUN. Clears REPORTED LUNS DATA HAS CHANGED for the nexus.

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use iscsi_proto::{
     tmf_function, tmf_response, Catalog, Connection, ConnectionConfig, Limits, Output, ScsiResult,
-    SessionInfo, Task, TmfRequest,
+    SessionInfo, Task, TaskId, TmfRequest,
 };
 use iscsi_wire::{encode, Decoder};
 use mio::net::TcpStream;
 use mio::{Interest, Registry as MioRegistry, Token};
-use scsi_core::{LunTable, NexusId, Request, TaskAttr};
+use scsi_core::{LunTable, NexusId, Request, Response, Started, TaskAttr};
 
+use crate::aio::QueuedIo;
 use crate::clock::now_ms;
 use crate::registry::{hex, Registry, SessionKey};
 
@@ -50,6 +51,8 @@ pub struct Conn {
     closing: bool,
     /// Reading stopped because of output backlog; resume after a flush.
     read_paused: bool,
+    /// Commands started for asynchronous I/O, for the event loop to queue.
+    queued: Vec<QueuedIo>,
 }
 
 impl Conn {
@@ -95,6 +98,7 @@ impl Conn {
             eof: false,
             closing: false,
             read_paused: false,
+            queued: Vec::new(),
         };
         // Data may already be waiting (edge-triggered readiness was armed after it arrived).
         conn.on_ready(true, false);
@@ -268,7 +272,20 @@ impl Conn {
         }
     }
 
-    /// Run one SCSI command to completion on this thread and hand the result back.
+    /// Commands waiting to be queued by the event loop.
+    pub fn take_queued(&mut self) -> Vec<QueuedIo> {
+        std::mem::take(&mut self.queued)
+    }
+
+    /// The response of a command that went through an I/O queue.
+    pub fn finish_io(&mut self, task: TaskId, r: Response) {
+        self.proto.complete(task, scsi_result(r));
+        self.drain_outputs();
+        self.flush();
+    }
+
+    /// Start one SCSI command: queued I/O goes to the event loop; everything else runs to
+    /// completion on this thread and the result goes back at once.
     fn execute(&mut self, task: Task) {
         let result = match &self.session {
             Some(Session {
@@ -283,12 +300,16 @@ impl Conn {
                     expected_len: task.expected_len,
                     attr: task_attr(task.attr),
                 };
-                let r = luns.execute(task.lun, &req);
-                ScsiResult {
-                    status: r.status.0,
-                    sense: r.sense,
-                    data_in: r.data_in,
-                    data_out_wanted: r.data_out_wanted,
+                match luns.start(task.lun, &req) {
+                    Started::Done(r) => scsi_result(r),
+                    Started::Io { op, pending } => {
+                        self.queued.push(QueuedIo {
+                            task: task.id,
+                            op,
+                            pending,
+                        });
+                        return;
+                    }
                 }
             }
             // A discovery session has no logical units.
@@ -403,6 +424,15 @@ impl Conn {
             self.wbuf.clear();
             self.wpos = 0;
         }
+    }
+}
+
+fn scsi_result(r: Response) -> ScsiResult {
+    ScsiResult {
+        status: r.status.0,
+        sense: r.sense,
+        data_in: r.data_in,
+        data_out_wanted: r.data_out_wanted,
     }
 }
 

@@ -8,6 +8,7 @@
 //! of input with one `write` call. Nothing on the command path crosses threads.
 
 mod acceptor;
+mod aio;
 mod clock;
 mod conn;
 mod registry;

@@ -10,12 +10,15 @@ use iscsi_proto::{Catalog, Limits};
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 
+use crate::aio::{AsyncIo, Finished};
 use crate::clock::now_ms;
 use crate::conn::Conn;
 use crate::registry::Registry;
 use crate::StopHandle;
 
 const WAKER: Token = Token(usize::MAX);
+/// How long stopping waits for store I/O in flight.
+const SHUTDOWN_IO_WAIT: Duration = Duration::from_secs(10);
 
 /// Messages an event loop receives from other threads.
 pub enum Msg {
@@ -53,6 +56,9 @@ pub struct Worker {
     catalog: Arc<Catalog>,
     limits: Limits,
     stop: StopHandle,
+    aio: AsyncIo,
+    /// Commands whose I/O finished, to hand back to their connections.
+    finished: Vec<Finished>,
 }
 
 impl Worker {
@@ -77,6 +83,8 @@ impl Worker {
             catalog,
             limits,
             stop,
+            aio: AsyncIo::default(),
+            finished: Vec::new(),
         })
     }
 
@@ -105,6 +113,10 @@ impl Worker {
                 if ev.token() == WAKER {
                     continue;
                 }
+                if let Some(qi) = self.aio.queue_of(ev.token()) {
+                    self.aio.reap(qi, &mut self.finished);
+                    continue;
+                }
                 let id = ev.token().0 as u64;
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.on_ready(ev.is_readable() || ev.is_read_closed(), ev.is_writable());
@@ -115,12 +127,38 @@ impl Worker {
             for c in self.conns.values_mut() {
                 c.on_tick(now);
             }
+            self.pump_io();
             self.reap();
             if self.stop.is_stopped() {
                 break;
             }
         }
         self.shutdown();
+    }
+
+    /// Queues the I/O connections started, hands finished commands back (which may start
+    /// more), then starts everything queued with one submission per queue.
+    fn pump_io(&mut self) {
+        loop {
+            let registry = self.poll.registry();
+            for (id, c) in self.conns.iter_mut() {
+                for io in c.take_queued() {
+                    if let Some(f) = self.aio.submit(*id, io, registry) {
+                        self.finished.push(f);
+                    }
+                }
+            }
+            if self.finished.is_empty() {
+                break;
+            }
+            for f in std::mem::take(&mut self.finished) {
+                // The connection may be gone: its result is dropped.
+                if let Some(c) = self.conns.get_mut(&f.conn) {
+                    c.finish_io(f.task, f.response);
+                }
+            }
+        }
+        self.aio.commit();
     }
 
     fn next_timeout(&self) -> Option<Duration> {
@@ -186,5 +224,6 @@ impl Worker {
             c.kill();
             c.close(registry);
         }
+        self.aio.shutdown(registry, SHUTDOWN_IO_WAIT);
     }
 }

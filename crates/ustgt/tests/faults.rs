@@ -206,17 +206,18 @@ fn persistent_ram_survives_a_restart() {
 }
 
 #[test]
-fn aio_is_refused_with_a_clear_error() {
+fn aio_in_a_missing_directory_is_one_clear_error() {
     let out = std::process::Command::new(common::BIN)
         .args([
             "serve",
             "--listen",
             "127.0.0.1:0",
-            "aio:/nonexistent,size=1M",
+            "aio:/nonexistent/dir/x.img,size=1M",
         ])
         .output()
         .expect("run ustgt");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("aio: not built yet"), "{err}");
+    assert!(err.contains("aio:/nonexistent/dir/x.img"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
