@@ -1,87 +1,13 @@
 //! Integration tests: start the real `ustgt` binary on ephemeral loopback ports and drive it with
 //! libiscsi's command-line tools (Debian package libiscsi-bin; `scripts/setup` installs it).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ustgt");
-
-/// A running server, killed when dropped.
-struct Server {
-    child: Child,
-    urls: Vec<String>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ustgt");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(u) = line.split_whitespace().find(|w| w.starts_with("iscsi://")) {
-                    if tx.send(u.to_string()).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let mut urls = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(u) = rx.recv_timeout(Duration::from_millis(300)) {
-            urls.push(u);
-            if Instant::now() > deadline {
-                break;
-            }
-        }
-        assert!(!urls.is_empty(), "ustgt printed no iscsi:// URL");
-        Server { child, urls }
-    }
-
-    /// iscsi://HOST:PORT without target and LUN.
-    fn portal(&self) -> String {
-        let u = &self.urls[0];
-        let rest = &u["iscsi://".len()..];
-        format!(
-            "iscsi://{}",
-            &rest[..rest.find('/').expect("url has a target")]
-        )
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ustgt did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, BIN};
 
 fn run(tool: &str, args: &[&str]) -> String {
     let out = Command::new(tool)
