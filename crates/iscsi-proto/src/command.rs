@@ -69,7 +69,10 @@ impl Connection {
                 return;
             }
         };
-        let id = self.create_task(cmd, ahs, pdu.data.clone());
+        let cmd = cmd.clone();
+        let mut pdu = pdu;
+        // The immediate data becomes the task's buffer: moved, not copied.
+        let id = self.create_task(&cmd, ahs, std::mem::take(&mut pdu.data));
         self.issue_r2ts(id);
         self.maybe_execute(id);
     }

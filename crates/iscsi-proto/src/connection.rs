@@ -15,7 +15,7 @@ use crate::negotiate::Negotiator;
 use crate::session::Tasks;
 use crate::text::TextState;
 use crate::tmf::PendingTmf;
-use crate::types::{Millis, Output, ScsiResult, SessionInfo, TaskId};
+use crate::types::{DataRef, Millis, Output, ScsiResult, SessionInfo, TaskId};
 
 /// The reserved tag value (RFC 7143 11.2.1.8).
 pub(crate) const RESERVED_TAG: u32 = 0xffff_ffff;
@@ -70,6 +70,8 @@ pub struct Connection {
     pub(crate) logout_deadline: Option<Millis>,
     pub(crate) last_rx: Millis,
     pub(crate) session: Option<SessionInfo>,
+    /// Emit Data-In payloads as [`Output::TransmitShared`] slices of the result buffer.
+    pub(crate) shared_data_in: bool,
 }
 
 impl Connection {
@@ -108,6 +110,7 @@ impl Connection {
             logout_deadline: None,
             last_rx: now,
             session: None,
+            shared_data_in: false,
             cfg,
         }
     }
@@ -236,6 +239,14 @@ impl Connection {
         self.phase == Phase::Closed
     }
 
+    /// Choose how Data-In payloads are emitted: `false` (the default) copies each into the
+    /// `data` of an [`Output::Transmit`] PDU; `true` emits [`Output::TransmitShared`], whose
+    /// payload is a slice of the buffer the [`ScsiResult`] brought, so the caller can send it
+    /// without a copy.
+    pub fn set_shared_data_in(&mut self, on: bool) {
+        self.shared_data_in = on;
+    }
+
     /// The session facts, once logged in.
     pub fn session_info(&self) -> Option<&SessionInfo> {
         self.session.as_ref()
@@ -258,6 +269,12 @@ impl Connection {
     pub(crate) fn send(&mut self, bhs: impl Into<Bhs>, data: Vec<u8>) {
         let d = self.tx_digests;
         self.push(Output::Transmit(Pdu::new(bhs, data), d));
+    }
+
+    /// Queue a PDU whose data segment is a slice of a shared buffer.
+    pub(crate) fn send_shared(&mut self, bhs: impl Into<Bhs>, data: DataRef) {
+        let d = self.tx_digests;
+        self.push(Output::TransmitShared(Pdu::new(bhs, Vec::new()), data, d));
     }
 
     /// Take the next StatSN.

@@ -4,11 +4,20 @@
 //! with sense data; residual overflow/underflow for reads, writes and
 //! bidirectional commands.
 
+use std::sync::Arc;
+
 use iscsi_wire::{DataIn, ScsiResponse};
 
 use crate::connection::{Connection, RESERVED_TAG};
 use crate::session::TaskState;
-use crate::types::ScsiResult;
+use crate::types::{DataRef, ScsiResult};
+
+/// The data of a read result: copied into each PDU, or shared by slices.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Plain(&'a [u8]),
+    Shared(&'a Arc<Vec<u8>>),
+}
 
 /// SCSI status GOOD.
 const GOOD: u8 = 0x00;
@@ -74,7 +83,13 @@ impl Connection {
             (read_res, Residual::default())
         };
         let collapse = sent > 0 && r.sense.is_empty() && !t.bidi() && r.status == GOOD;
-        let pdus = self.send_data_in(t, &r.data_in[..sent], collapse.then_some((r.status, main)));
+        let status = collapse.then_some((r.status, main));
+        let pdus = if self.shared_data_in && sent > 0 {
+            let buf = Arc::new(r.data_in);
+            self.send_data_in(t, Payload::Shared(&buf), sent, status)
+        } else {
+            self.send_data_in(t, Payload::Plain(&r.data_in), sent, status)
+        };
         if collapse {
             return;
         }
@@ -106,17 +121,23 @@ impl Connection {
         self.send(resp, data);
     }
 
-    /// Send `data` as Data-In PDUs; with `status` the last one carries it (S bit).
-    /// Returns the number of PDUs sent.
-    fn send_data_in(&mut self, t: &TaskState, data: &[u8], status: Option<(u8, Residual)>) -> u32 {
+    /// Send the first `len` bytes of `data` as Data-In PDUs; with `status` the last one carries
+    /// it (S bit). Returns the number of PDUs sent.
+    fn send_data_in(
+        &mut self,
+        t: &TaskState,
+        data: Payload<'_>,
+        len: usize,
+        status: Option<(u8, Residual)>,
+    ) -> u32 {
         let seg = usize::try_from(self.neg.params.initiator_mrdsl.max(512)).unwrap_or(8192);
         let burst = usize::try_from(self.neg.params.max_burst.max(512)).unwrap_or(262_144);
         let mut off = 0usize;
         let mut in_burst = 0usize;
         let mut data_sn = 0u32;
-        while off < data.len() {
-            let n = seg.min(data.len() - off).min(burst - in_burst);
-            let last = off + n == data.len();
+        while off < len {
+            let n = seg.min(len - off).min(burst - in_burst);
+            let last = off + n == len;
             in_burst += n;
             let end_of_burst = last || in_burst == burst;
             if end_of_burst {
@@ -141,7 +162,10 @@ impl Connection {
                 buffer_offset: u32::try_from(off).unwrap_or(u32::MAX),
                 residual: res.count,
             };
-            self.send(pdu, data[off..off + n].to_vec());
+            match data {
+                Payload::Plain(d) => self.send(pdu, d[off..off + n].to_vec()),
+                Payload::Shared(b) => self.send_shared(pdu, DataRef::new(b.clone(), off, n)),
+            }
             data_sn = data_sn.wrapping_add(1);
             off += n;
         }

@@ -158,16 +158,17 @@ fn accept(x: &mut WriteXfer, d: &DataOut, len: u32) -> Result<(usize, usize), Da
 
 impl Connection {
     /// A Data-Out PDU (not CmdSN-ordered).
-    pub(crate) fn data_out_pdu(&mut self, pdu: Pdu) {
+    pub(crate) fn data_out_pdu(&mut self, mut pdu: Pdu) {
         let Bhs::DataOut(d) = &pdu.bhs else {
             return;
         };
+        let d = d.clone();
         let Some(id) = self.tasks.id_of_itt(d.itt) else {
             log::debug!("Data-Out for unknown ITT {:#x}", d.itt);
             self.reject(RejectReason::INVALID_PDU_FIELD, &pdu);
             return;
         };
-        match self.store_data_out(id, d, &pdu.data) {
+        match self.store_data_out(id, &d, &mut pdu.data) {
             Ok(()) => {
                 self.issue_r2ts(id);
                 self.maybe_execute(id);
@@ -181,7 +182,16 @@ impl Connection {
         }
     }
 
-    fn store_data_out(&mut self, id: TaskId, d: &DataOut, data: &[u8]) -> Result<(), DataOutError> {
+    /// Check a Data-Out and put its payload at its offset in the task's buffer (taken over
+    /// without a copy when it is the first data of the task). `data` is left as it was when the
+    /// PDU is refused, so that a Reject quotes the right header.
+    fn store_data_out(
+        &mut self,
+        id: TaskId,
+        d: &DataOut,
+        data: &mut Vec<u8>,
+    ) -> Result<(), DataOutError> {
+        let burst = usize::try_from(self.neg.params.max_burst).unwrap_or(usize::MAX);
         let t = self.tasks.get_mut(id).ok_or(DataOutError::Stray)?;
         if t.phase != TaskPhase::Collecting {
             return Err(DataOutError::Stray);
@@ -189,6 +199,17 @@ impl Connection {
         let x = t.xfer.as_mut().ok_or(DataOutError::Stray)?;
         let len = u32::try_from(data.len()).map_err(|_| seq(TOO_MUCH_WRITE_DATA))?;
         let (start, end) = accept(x, d, len)?;
+        let edtl = usize::try_from(x.edtl).unwrap_or(usize::MAX);
+        if start == 0 && t.data.is_empty() {
+            t.data = std::mem::take(data);
+            return Ok(());
+        }
+        if t.data.capacity() < end {
+            // Grow once towards the whole transfer, but never by more than one burst beyond
+            // what arrived: the expected length alone is only the initiator's word.
+            let want = edtl.min(end.saturating_add(burst));
+            t.data.reserve_exact(want - t.data.len());
+        }
         if t.data.len() < end {
             t.data.resize(end, 0);
         }

@@ -31,7 +31,8 @@ pub use connection::Connection;
 pub use login::login_status;
 pub use logout::logout_response;
 pub use types::{
-    tmf_function, tmf_response, Millis, Output, ScsiResult, SessionInfo, Task, TaskId, TmfRequest,
+    tmf_function, tmf_response, DataRef, Millis, Output, ScsiResult, SessionInfo, Task, TaskId,
+    TmfRequest,
 };
 
 #[cfg(test)]

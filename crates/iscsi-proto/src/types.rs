@@ -1,5 +1,7 @@
 //! Values exchanged between a [`Connection`](crate::Connection) and its caller.
 
+use std::sync::Arc;
+
 use iscsi_wire::{DigestConfig, Pdu};
 
 /// A monotonic clock reading in milliseconds supplied by the caller.
@@ -14,6 +16,10 @@ pub struct TaskId(pub u32);
 pub enum Output {
     /// Encode with these digests and send, in order.
     Transmit(Pdu, DigestConfig),
+    /// Encode the PDU (its own `data` is empty) with this data segment and these digests, and
+    /// send, in order. Only after
+    /// [`Connection::set_shared_data_in`](crate::Connection::set_shared_data_in)`(true)`.
+    TransmitShared(Pdu, DataRef, DigestConfig),
     /// Execute a SCSI command (in CmdSN order, all Data-Out already collected),
     /// then report with [`Connection::complete`](crate::Connection::complete).
     Execute(Task),
@@ -24,6 +30,44 @@ pub enum Output {
     TaskMgmt(TmfRequest),
     /// Close the socket after flushing the earlier transmits.
     Close,
+}
+
+/// A slice of a shared buffer: a Data-In payload left in the buffer the command's data was
+/// read into, so that it reaches the socket without a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataRef {
+    buf: Arc<Vec<u8>>,
+    off: usize,
+    len: usize,
+}
+
+impl DataRef {
+    /// `buf[off..off + len]`, clamped to the buffer.
+    pub fn new(buf: Arc<Vec<u8>>, off: usize, len: usize) -> Self {
+        let off = off.min(buf.len());
+        let len = len.min(buf.len() - off);
+        DataRef { buf, off, len }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[self.off..self.off + self.len]
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Give the whole buffer back when this is its last reference (for reuse).
+    pub fn into_buffer(self) -> Option<Vec<u8>> {
+        Arc::try_unwrap(self.buf).ok()
+    }
 }
 
 /// A SCSI command ready to run.

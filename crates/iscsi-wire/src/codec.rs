@@ -456,14 +456,23 @@ pub fn encoded_len(pdu: &Pdu, digests: DigestConfig) -> usize {
 /// Append the wire form of `pdu` to `out`: BHS, AHS (zero-padded to 4 bytes), header
 /// digest, data, zero padding, data digest. The data segment must be shorter than 2^24 bytes.
 pub fn encode(pdu: &Pdu, digests: DigestConfig, out: &mut Vec<u8>) {
-    debug_assert!(
-        pdu.data.len() < 1 << 24,
-        "data segment too long for the wire"
-    );
     out.reserve(encoded_len(pdu, digests));
+    encode_head(pdu, pdu.data.len(), digests, out);
+    if pdu.data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(&pdu.data);
+    encode_tail(&pdu.data, digests, out);
+}
+
+/// Append the header part of a PDU whose data segment of `data_len` bytes is sent separately
+/// (`pdu.data` is ignored): BHS with that DataSegmentLength, AHS, header digest. Follow it with
+/// the data itself, then [`encode_tail`], to get exactly the bytes of [`encode`].
+pub fn encode_head(pdu: &Pdu, data_len: usize, digests: DigestConfig, out: &mut Vec<u8>) {
+    debug_assert!(data_len < 1 << 24, "data segment too long for the wire");
     let start = out.len();
     let words = ahs_words(pdu);
-    let raw = pdu.bhs.to_raw(pdu.data.len() as u32, words);
+    let raw = pdu.bhs.to_raw(data_len as u32, words);
     out.extend_from_slice(&raw.0);
     let ahs_bytes = usize::from(words) * 4;
     let ahs = &pdu.ahs[..pdu.ahs.len().min(ahs_bytes)];
@@ -473,14 +482,19 @@ pub fn encode(pdu: &Pdu, digests: DigestConfig, out: &mut Vec<u8>) {
         let crc = crc32c(&out[start..]);
         out.extend_from_slice(&to_wire(crc));
     }
-    if pdu.data.is_empty() {
+}
+
+/// Append what follows a data segment `data` sent separately: zero padding and, when in use,
+/// the data digest (CRC32C over the data and its padding). Nothing for an empty segment.
+pub fn encode_tail(data: &[u8], digests: DigestConfig, out: &mut Vec<u8>) {
+    if data.is_empty() {
         return;
     }
-    let data_start = out.len();
-    out.extend_from_slice(&pdu.data);
-    out.resize(out.len() + pad_len(pdu.data.len()), 0);
+    let pad = [0u8; 3];
+    let pad = &pad[..pad_len(data.len())];
+    out.extend_from_slice(pad);
     if digests.data {
-        let crc = crc32c(&out[data_start..]);
+        let crc = crc32c_append(crc32c(data), pad);
         out.extend_from_slice(&to_wire(crc));
     }
 }
@@ -489,6 +503,29 @@ pub fn encode(pdu: &Pdu, digests: DigestConfig, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::*;
+
+    #[test]
+    fn head_data_tail_equals_encode() {
+        for digests in ALL_DIGESTS {
+            for len in [0usize, 1, 3, 4, 5, 513] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+                let pdu = Pdu::new(NopIn::default(), data.clone());
+                let mut whole = Vec::new();
+                encode(&pdu, digests, &mut whole);
+                let mut split = Vec::new();
+                encode_head(
+                    &Pdu::new(NopIn::default(), Vec::new()),
+                    len,
+                    digests,
+                    &mut split,
+                );
+                split.extend_from_slice(&data);
+                encode_tail(&data, digests, &mut split);
+                assert_eq!(split, whole, "len {len} digests {digests:?}");
+                assert_eq!(whole.len(), encoded_len(&pdu, digests));
+            }
+        }
+    }
 
     const NONE: DigestConfig = DigestConfig {
         header: false,

@@ -28,7 +28,9 @@ mod text;
 
 pub use async_msg::AsyncMessage;
 pub use bhs::{lun_from_index, lun_to_index, Bhs, Opcode, Pdu, RawBhs, BHS_LEN};
-pub use codec::{encode, encoded_len, Decoder, DecoderConfig, DigestConfig, WireError};
+pub use codec::{
+    encode, encode_head, encode_tail, encoded_len, Decoder, DecoderConfig, DigestConfig, WireError,
+};
 pub use data_in::DataIn;
 pub use data_out::DataOut;
 pub use digest::crc32c;

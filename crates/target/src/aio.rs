@@ -137,15 +137,19 @@ impl AsyncIo {
         None
     }
 
-    /// Starts everything submitted since the last commit, one system call per queue.
-    pub fn commit(&mut self) {
+    /// Starts everything submitted since the last commit, one system call per queue; returns
+    /// the number of system calls.
+    pub fn commit(&mut self) -> u64 {
+        let mut calls = 0;
         for queue in self.queues.iter_mut().filter(|q| q.dirty) {
+            calls += 1;
             queue.dirty = false;
             if let Err(e) = queue.q.commit() {
                 log::error!("I/O queue submit failed: {e}");
                 queue.dirty = true;
             }
         }
+        calls
     }
 
     /// Reaps queue `qi`, moves its backlog in, and returns the finished commands.

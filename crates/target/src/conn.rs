@@ -1,6 +1,6 @@
 //! One iSCSI connection owned by an event loop: socket buffers, the PDU decoder, the protocol
 //! engine, and the dispatch of its outputs to the SCSI engine.
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -8,14 +8,17 @@ use iscsi_proto::{
     tmf_function, tmf_response, Catalog, Connection, ConnectionConfig, Limits, Output, ScsiResult,
     SessionInfo, Task, TaskId, TmfRequest,
 };
-use iscsi_wire::{encode, Decoder};
+use iscsi_wire::Decoder;
 use mio::net::TcpStream;
 use mio::{Interest, Registry as MioRegistry, Token};
 use scsi_core::{LunTable, NexusId, Request, Response, Started, TaskAttr};
 
 use crate::aio::QueuedIo;
 use crate::clock::now_ms;
+use crate::coalesce::{Coalesce, CoalesceMode, Coalescer};
+use crate::outq::{Flushed, OutQueue};
 use crate::registry::{hex, Registry, SessionKey};
+use crate::stats::{Counter, LoopStats};
 
 /// Bytes read from the socket per read call, and the initial receive buffer size.
 const READ_CHUNK: usize = 256 * 1024;
@@ -30,6 +33,17 @@ struct Session {
     info: SessionInfo,
 }
 
+/// What every connection of one event loop shares.
+pub struct LoopEnv {
+    /// Index of the event loop.
+    pub worker: usize,
+    pub registry: Arc<Registry>,
+    pub catalog: Arc<Catalog>,
+    pub limits: Limits,
+    pub stats: Arc<LoopStats>,
+    pub coalesce: Coalesce,
+}
+
 pub struct Conn {
     id: u64,
     worker: usize,
@@ -41,8 +55,12 @@ pub struct Conn {
     rbuf: Vec<u8>,
     rstart: usize,
     filled: usize,
-    wbuf: Vec<u8>,
-    wpos: usize,
+    out: OutQueue,
+    stats: Arc<LoopStats>,
+    coalesce: Coalesce,
+    coalescer: Coalescer,
+    /// The last write found the socket full: write again when it becomes writable.
+    blocked: bool,
     session: Option<Session>,
     registry: Arc<Registry>,
     /// The peer closed its side or the socket failed: nothing more will be read.
@@ -58,23 +76,21 @@ pub struct Conn {
 impl Conn {
     pub fn new(
         id: u64,
-        worker: usize,
         mut sock: TcpStream,
         poll: &MioRegistry,
-        registry: Arc<Registry>,
-        catalog: Arc<Catalog>,
-        limits: Limits,
+        env: &LoopEnv,
     ) -> io::Result<Conn> {
         let local = sock.local_addr()?;
         let peer = sock.peer_addr().ok();
         let cfg = ConnectionConfig {
-            catalog,
-            limits,
+            catalog: env.catalog.clone(),
+            limits: env.limits.clone(),
             portal_group_tag: crate::PORTAL_GROUP_TAG,
             local_portal: local.to_string(),
-            tsih: registry.alloc_tsih(),
+            tsih: env.registry.alloc_tsih(),
         };
-        let proto = Connection::new(cfg, now_ms());
+        let mut proto = Connection::new(cfg, now_ms());
+        proto.set_shared_data_in(true);
         let decoder = Decoder::new(proto.decoder_config());
         poll.register(
             &mut sock,
@@ -83,7 +99,7 @@ impl Conn {
         )?;
         let mut conn = Conn {
             id,
-            worker,
+            worker: env.worker,
             sock,
             peer,
             proto,
@@ -91,10 +107,13 @@ impl Conn {
             rbuf: vec![0; READ_CHUNK],
             rstart: 0,
             filled: 0,
-            wbuf: Vec::with_capacity(64 * 1024),
-            wpos: 0,
+            out: OutQueue::default(),
+            stats: env.stats.clone(),
+            coalesce: env.coalesce,
+            coalescer: Coalescer::default(),
+            blocked: false,
             session: None,
-            registry,
+            registry: env.registry.clone(),
             eof: false,
             closing: false,
             read_paused: false,
@@ -105,16 +124,18 @@ impl Conn {
         Ok(conn)
     }
 
-    /// Readiness from the event loop.
+    /// Readiness from the event loop. Replies are not written here (unless a backlog is being
+    /// drained): the loop calls [`Conn::end_iteration`] once per iteration, so all replies of one
+    /// iteration share one vectored write.
     pub fn on_ready(&mut self, readable: bool, writable: bool) {
         if readable && !self.closing {
             self.read_some();
         }
-        if writable || !self.wbuf.is_empty() {
+        if (writable && self.blocked) || self.read_paused {
             self.flush();
         }
         // Reading was paused for backlog and the backlog drained: catch up on input.
-        while self.read_paused && self.wbuf.len() - self.wpos < WRITE_BACKLOG_LIMIT / 2 {
+        while self.read_paused && self.out.pending() < WRITE_BACKLOG_LIMIT / 2 {
             self.read_paused = false;
             self.process_input();
             if !self.closing && !self.eof && !self.read_paused {
@@ -128,7 +149,6 @@ impl Conn {
         if self.proto.next_timeout().is_some_and(|t| t <= now) {
             self.proto.handle_timeout(now);
             self.drain_outputs();
-            self.flush();
         }
     }
 
@@ -146,8 +166,7 @@ impl Conn {
 
     /// True when the connection has nothing more to do and can be dropped.
     pub fn is_done(&self) -> bool {
-        let unsent = self.wpos < self.wbuf.len();
-        !unsent && (self.eof || self.closing || self.proto.is_closed())
+        self.out.is_empty() && (self.eof || self.closing || self.proto.is_closed())
     }
 
     /// Unregister and drop the socket, ending the session if this connection held it.
@@ -172,13 +191,14 @@ impl Conn {
 
     fn read_some(&mut self) {
         loop {
-            if self.wbuf.len() - self.wpos >= WRITE_BACKLOG_LIMIT {
+            if self.out.pending() >= WRITE_BACKLOG_LIMIT {
                 self.read_paused = true;
                 return;
             }
             self.make_room();
             let end = self.rbuf.len();
             let filled = self.filled;
+            self.stats.add(Counter::Read, 1);
             match self.sock.read(&mut self.rbuf[filled..end]) {
                 Ok(0) => {
                     self.eof = true;
@@ -188,7 +208,9 @@ impl Conn {
                 Ok(n) => {
                     self.filled += n;
                     self.process_input();
-                    if self.closing {
+                    // A short read drained the socket: with edge-triggered readiness, new
+                    // data raises a new event, so the read that would find nothing is skipped.
+                    if self.closing || n < end - filled {
                         return;
                     }
                 }
@@ -225,13 +247,14 @@ impl Conn {
 
     /// Decode and handle every complete PDU in the receive buffer.
     fn process_input(&mut self) {
+        // One clock reading per batch of input (it only feeds protocol timers).
+        let now = now_ms();
         while !self.closing && !self.proto.is_closed() {
-            if self.wbuf.len() - self.wpos >= WRITE_BACKLOG_LIMIT {
+            if self.out.pending() >= WRITE_BACKLOG_LIMIT {
                 self.read_paused = true;
                 return;
             }
             self.decoder.set_config(self.proto.decoder_config());
-            let now = now_ms();
             let result = self.decoder.decode(&self.rbuf[self.rstart..self.filled]);
             let used = self.decoder.last_consumed();
             self.rstart += used;
@@ -263,7 +286,10 @@ impl Conn {
     fn drain_outputs(&mut self) {
         while let Some(out) = self.proto.poll() {
             match out {
-                Output::Transmit(pdu, digests) => encode(&pdu, digests, &mut self.wbuf),
+                Output::Transmit(pdu, digests) => self.out.push_pdu(&pdu, digests),
+                Output::TransmitShared(pdu, data, digests) => {
+                    self.out.push_shared(&pdu, data, digests)
+                }
                 Output::Execute(task) => self.execute(task),
                 Output::LoggedIn(info) => self.logged_in(info),
                 Output::TaskMgmt(req) => self.task_mgmt(req),
@@ -281,12 +307,13 @@ impl Conn {
     pub fn finish_io(&mut self, task: TaskId, r: Response) {
         self.proto.complete(task, scsi_result(r));
         self.drain_outputs();
-        self.flush();
     }
 
     /// Start one SCSI command: queued I/O goes to the event loop; everything else runs to
     /// completion on this thread and the result goes back at once.
     fn execute(&mut self, task: Task) {
+        self.stats.add(Counter::Command, 1);
+        self.coalescer.command();
         let result = match &self.session {
             Some(Session {
                 luns: Some(luns),
@@ -301,7 +328,12 @@ impl Conn {
                     attr: task_attr(task.attr),
                 };
                 match luns.start(task.lun, &req) {
-                    Started::Done(r) => scsi_result(r),
+                    Started::Done(r) => {
+                        if is_read_write(&task.cdb) {
+                            self.stats.add(Counter::StoreIo, 1);
+                        }
+                        scsi_result(r)
+                    }
                     Started::Io { op, pending } => {
                         self.queued.push(QueuedIo {
                             task: task.id,
@@ -399,32 +431,49 @@ impl Conn {
         self.drain_outputs();
     }
 
+    /// End of an event loop iteration: write the replies it produced, or hold them while the
+    /// connection is busy (adaptive coalescing). Returns true when replies are held, so that the
+    /// loop polls again at once and writes them as soon as an iteration brings no new command.
+    pub fn end_iteration(&mut self) -> bool {
+        if self
+            .coalescer
+            .end_iteration(&self.coalesce, self.out.pending())
+        {
+            self.stats.add(Counter::Held, 1);
+            return true;
+        }
+        self.flush();
+        false
+    }
+
+    /// True while adaptive coalescing counts this connection as busy.
+    pub fn is_coalescing(&self) -> bool {
+        self.coalesce.mode != CoalesceMode::Off && self.coalescer.busy(&self.coalesce)
+    }
+
     /// Write pending output. The socket is registered for edge-triggered writability, so a
     /// partial write resumes on the next writable event.
-    fn flush(&mut self) {
-        while self.wpos < self.wbuf.len() {
-            match self.sock.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("connection {}: write: {e}", self.id);
-                    self.eof = true;
-                    self.wbuf.clear();
-                    self.wpos = 0;
-                    break;
-                }
-            }
+    pub fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
         }
-        if self.wpos == self.wbuf.len() {
-            self.wbuf.clear();
-            self.wpos = 0;
+        let mut writes = 0;
+        self.blocked = false;
+        match self.out.flush(&mut self.sock, &mut writes) {
+            Flushed::All => {}
+            Flushed::Blocked => self.blocked = true,
+            Flushed::Failed => self.eof = true,
         }
+        self.stats.add(Counter::Write, writes);
     }
+}
+
+/// READ and WRITE (6, 10, 12, 16): the commands that reach the store's data path.
+fn is_read_write(cdb: &[u8]) -> bool {
+    matches!(
+        cdb.first(),
+        Some(0x08 | 0x0a | 0x28 | 0x2a | 0x88 | 0x8a | 0xa8 | 0xaa)
+    )
 }
 
 fn scsi_result(r: Response) -> ScsiResult {

@@ -9,9 +9,13 @@
 
 mod acceptor;
 mod aio;
+mod alloc;
 mod clock;
+mod coalesce;
 mod conn;
+mod outq;
 mod registry;
+mod stats;
 mod worker;
 
 use std::io;
@@ -22,6 +26,9 @@ use std::sync::Arc;
 pub use iscsi_proto::Limits;
 use iscsi_proto::{Catalog, TargetEntry};
 use scsi_core::LunTable;
+
+pub use coalesce::{Coalesce, CoalesceMode};
+pub use stats::{Stats, StatsHandle};
 
 /// A target exported by the server: a name and its logical units.
 pub struct ExportedTarget {
@@ -83,6 +90,8 @@ pub struct Server {
     catalog: Arc<Catalog>,
     limits: Limits,
     workers: usize,
+    stats: StatsHandle,
+    coalesce: Coalesce,
 }
 
 impl Server {
@@ -125,6 +134,8 @@ impl Server {
             catalog: Arc::new(catalog),
             limits: setup.limits,
             workers,
+            stats: StatsHandle::default(),
+            coalesce: Coalesce::default(),
         })
     }
 
@@ -136,8 +147,20 @@ impl Server {
             .collect()
     }
 
+    /// Set adaptive reply coalescing (see [`Coalesce`]); takes effect at [`Server::run`].
+    pub fn set_coalesce(&mut self, coalesce: Coalesce) {
+        self.coalesce = coalesce;
+    }
+
+    /// The datapath counters of this server (system calls, store I/O, commands), readable from
+    /// any thread while it runs and after it stopped.
+    pub fn stats(&self) -> StatsHandle {
+        self.stats.clone()
+    }
+
     /// Serve until `stop` is signalled; then fail in-flight commands, flush every store and return.
     pub fn run(self, stop: StopHandle) -> io::Result<()> {
+        alloc::keep_buffers_warm();
         let registry = Arc::new(registry::Registry::new(self.targets.clone()));
         let mut handles = Vec::new();
         let mut senders = Vec::new();
@@ -148,6 +171,8 @@ impl Server {
                 self.catalog.clone(),
                 self.limits.clone(),
                 stop.clone(),
+                self.stats.new_loop(),
+                self.coalesce,
             )?;
             stop.add_waker(w.waker());
             senders.push(w.sender());
@@ -169,6 +194,7 @@ impl Server {
                 log::error!("an event loop thread panicked");
             }
         }
+        log::info!("stats: {}", self.stats.snapshot());
         let mut flush_result = Ok(());
         for t in self.targets.iter() {
             if let Err(e) = t.luns.flush_all() {

@@ -12,8 +12,10 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::aio::{AsyncIo, Finished};
 use crate::clock::now_ms;
-use crate::conn::Conn;
+use crate::coalesce::Coalesce;
+use crate::conn::{Conn, LoopEnv};
 use crate::registry::Registry;
+use crate::stats::{Counter, LoopStats};
 use crate::StopHandle;
 
 const WAKER: Token = Token(usize::MAX);
@@ -52,13 +54,14 @@ pub struct Worker {
     rx: Receiver<Msg>,
     tx: Sender<Msg>,
     conns: HashMap<u64, Conn>,
-    registry: Arc<Registry>,
-    catalog: Arc<Catalog>,
-    limits: Limits,
+    env: LoopEnv,
     stop: StopHandle,
     aio: AsyncIo,
     /// Commands whose I/O finished, to hand back to their connections.
     finished: Vec<Finished>,
+    stats: Arc<LoopStats>,
+    /// Some connection holds replies: poll without sleeping.
+    holding: bool,
 }
 
 impl Worker {
@@ -68,6 +71,8 @@ impl Worker {
         catalog: Arc<Catalog>,
         limits: Limits,
         stop: StopHandle,
+        stats: Arc<LoopStats>,
+        coalesce: Coalesce,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -79,12 +84,19 @@ impl Worker {
             rx,
             tx,
             conns: HashMap::new(),
-            registry,
-            catalog,
-            limits,
+            env: LoopEnv {
+                worker: idx,
+                registry,
+                catalog,
+                limits,
+                stats: stats.clone(),
+                coalesce,
+            },
             stop,
             aio: AsyncIo::default(),
             finished: Vec::new(),
+            stats,
+            holding: false,
         })
     }
 
@@ -102,7 +114,12 @@ impl Worker {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = self.next_timeout();
+            let timeout = if self.holding {
+                Some(Duration::ZERO)
+            } else {
+                self.next_timeout()
+            };
+            self.stats.add(Counter::Poll, 1);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("event loop {}: poll: {e}", self.idx);
@@ -128,7 +145,9 @@ impl Worker {
                 c.on_tick(now);
             }
             self.pump_io();
+            self.flush_all();
             self.reap();
+            self.stats.add(Counter::Iteration, 1);
             if self.stop.is_stopped() {
                 break;
             }
@@ -158,7 +177,21 @@ impl Worker {
                 }
             }
         }
-        self.aio.commit();
+        let submits = self.aio.commit();
+        self.stats.add(Counter::StoreIo, submits);
+    }
+
+    /// Write every connection's replies of this iteration, one (vectored) write each, unless
+    /// coalescing holds them.
+    fn flush_all(&mut self) {
+        let mut holding = false;
+        let mut busy = 0;
+        for c in self.conns.values_mut() {
+            holding |= c.end_iteration();
+            busy += u64::from(c.is_coalescing());
+        }
+        self.holding = holding;
+        self.stats.set_coalescing(busy);
     }
 
     fn next_timeout(&self) -> Option<Duration> {
@@ -188,16 +221,8 @@ impl Worker {
         if self.stop.is_stopped() {
             return;
         }
-        let id = self.registry.alloc_conn_id();
-        match Conn::new(
-            id,
-            self.idx,
-            stream,
-            self.poll.registry(),
-            self.registry.clone(),
-            self.catalog.clone(),
-            self.limits.clone(),
-        ) {
+        let id = self.env.registry.alloc_conn_id();
+        match Conn::new(id, stream, self.poll.registry(), &self.env) {
             Ok(c) => {
                 self.conns.insert(id, c);
             }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use scsi_core::{Device, DeviceConfig, LunTable};
-use ustgt_target::{ExportedTarget, Limits, Server, Setup, StopHandle};
+use ustgt_target::{
+    Coalesce, CoalesceMode, ExportedTarget, Limits, Server, Setup, StatsHandle, StopHandle,
+};
 
 use crate::config::{ServerConfig, TargetSpec};
 use crate::lunspec::LunSpec;
@@ -55,6 +57,19 @@ struct ServeArgs {
     /// Event loop threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Adaptive reply coalescing: hold small replies while a connection is busy and write them
+    /// the instant it goes idle (auto), hold after every busy iteration (on), or never (off).
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["auto", "on", "off"])]
+    coalesce: String,
+    /// With --coalesce=auto: average commands per busy period from which replies are held.
+    #[arg(long, value_name = "N", default_value_t = Coalesce::default().threshold)]
+    coalesce_threshold: u32,
+    /// With coalescing: write held replies once this many bytes are waiting (fill segments).
+    #[arg(long, value_name = "BYTES", default_value_t = Coalesce::default().max_bytes)]
+    coalesce_bytes: usize,
+    /// With coalescing: hold replies over at most this many event loop iterations.
+    #[arg(long, value_name = "N", default_value_t = Coalesce::default().max_iterations)]
+    coalesce_iterations: u32,
     /// LUNs of the quick form, numbered 0, 1, 2...: ram:SIZE[,OPT...] or
     /// file:PATH[,size=SIZE][,OPT...]; OPT: block-size=512|4096, readonly, wce=on|off, serial=S.
     #[arg(value_name = "LUNSPEC")]
@@ -168,13 +183,23 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .iter()
         .map(|t| (t.iqn.clone(), t.luns.luns()))
         .collect();
-    let server = Server::bind(Setup {
+    let mut server = Server::bind(Setup {
         portals: cfg.listen.clone(),
         targets,
         limits: Limits::default(),
         workers: args.workers,
     })
     .map_err(|e| e.to_string())?;
+    server.set_coalesce(Coalesce {
+        mode: match args.coalesce.as_str() {
+            "on" => CoalesceMode::On,
+            "off" => CoalesceMode::Off,
+            _ => CoalesceMode::Auto,
+        },
+        threshold: args.coalesce_threshold,
+        max_bytes: args.coalesce_bytes,
+        max_iterations: args.coalesce_iterations,
+    });
     for d in &described {
         log::info!("{d}");
     }
@@ -186,23 +211,33 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
     let stop = StopHandle::new();
-    install_signal_handlers(stop.clone())?;
+    install_signal_handlers(stop.clone(), server.stats())?;
     server.run(stop).map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
 }
 
-/// SIGINT/SIGTERM stop the server gracefully.
-fn install_signal_handlers(stop: StopHandle) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+/// SIGINT/SIGTERM stop the server gracefully; SIGUSR1 logs the datapath counters (totals,
+/// and the change since the previous SIGUSR1).
+fn install_signal_handlers(stop: StopHandle, stats: StatsHandle) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("ustgt-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let mut last = stats.snapshot();
+            for sig in signals.forever() {
+                if sig == SIGUSR1 {
+                    let now = stats.snapshot();
+                    log::info!("stats: {now}");
+                    log::info!("stats since the last SIGUSR1: {}", now.since(&last));
+                    last = now;
+                    continue;
+                }
                 log::info!("signal {sig}: stopping");
                 stop.stop();
+                break;
             }
         })
         .map_err(|e| e.to_string())?;

@@ -1,4 +1,4 @@
-use iscsi_wire::{Bhs, DataIn, DigestConfig, ScsiResponse};
+use iscsi_wire::{Bhs, DataIn, DigestConfig, Pdu, ScsiResponse};
 
 use crate::testutil::*;
 use crate::{Limits, Output, ScsiResult};
@@ -244,4 +244,52 @@ fn extended_cdb_ahs_appended() {
     let t = executed(&drain(&mut c)).remove(0);
     assert_eq!(t.cdb.len(), 20);
     assert_eq!(&t.cdb[16..], &[1, 2, 3, 4]);
+}
+
+/// Every PDU of `outs`, with a shared Data-In payload copied into the PDU.
+fn flattened(outs: &[Output]) -> Vec<Pdu> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Transmit(p, _) => Some(p.clone()),
+            Output::TransmitShared(p, d, _) => {
+                assert!(p.data.is_empty());
+                let mut p = p.clone();
+                p.data = d.as_slice().to_vec();
+                Some(p)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn shared_data_in_is_the_same_stream_without_copies() {
+    let run = |shared: bool, status: u8| {
+        let mut c = logged_in(); // initiator MRDSL 8192
+        c.set_shared_data_in(shared);
+        c.handle_pdu(read_cmd(0x10, FIRST_CMD_SN, 20_000), 10);
+        let t = executed(&drain(&mut c)).remove(0);
+        c.complete(
+            t.id,
+            ScsiResult {
+                status,
+                data_in: pattern(17_000),
+                ..Default::default()
+            },
+        );
+        drain(&mut c)
+    };
+    for status in [0, 2] {
+        let plain = run(false, status);
+        let shared = run(true, status);
+        assert!(plain
+            .iter()
+            .all(|o| !matches!(o, Output::TransmitShared(..))));
+        let refs = shared
+            .iter()
+            .filter(|o| matches!(o, Output::TransmitShared(..)))
+            .count();
+        assert_eq!(refs, 3, "three Data-In slices of one buffer");
+        assert_eq!(flattened(&shared), sent(&plain));
+    }
 }

@@ -1,0 +1,185 @@
+//! Adaptive reply coalescing, after the "Adaptive Nagle" of the SCST usermode server.
+//!
+//! A connection's *busy period* starts with the first command after its replies were written
+//! and ends when its replies are written again: without holding, one event loop iteration (one
+//! read that drained the socket); while replies are held, every following iteration that brings
+//! more commands. The connection keeps a moving average of the commands per busy period. While
+//! that average reaches the threshold (many commands arrive at once: a high queue depth), the
+//! replies of an iteration that brought commands are held instead of written, and the loop polls
+//! again without sleeping: if more commands came, their replies join the held ones; the instant
+//! an iteration brings none (the socket went idle), everything held is written, as it is when
+//! the held bytes or iterations reach their limits. So replies fill segments under load, while
+//! a light load or queue depth 1, whose busy periods bring one command, never waits.
+
+/// When replies may be held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoalesceMode {
+    /// Write the replies of every iteration at its end (the default: against the libiscsi
+    /// load generator on loopback, holding measured no gain; see docs/performance.md).
+    #[default]
+    Off,
+    /// Hold while the connection is busy enough (see [`Coalesce::threshold`]).
+    Auto,
+    /// Hold after every iteration that brought commands, whatever the load.
+    On,
+}
+
+/// Reply coalescing settings of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coalesce {
+    /// When replies may be held.
+    pub mode: CoalesceMode,
+    /// In `Auto` mode, the average number of commands per busy period from which replies are
+    /// held.
+    pub threshold: u32,
+    /// Never hold more than this many bytes of replies.
+    pub max_bytes: usize,
+    /// Never hold replies over more than this many consecutive iterations.
+    pub max_iterations: u32,
+}
+
+impl Default for Coalesce {
+    fn default() -> Self {
+        Coalesce {
+            mode: CoalesceMode::default(),
+            threshold: 8,
+            max_bytes: 16 * 1024,
+            max_iterations: 2,
+        }
+    }
+}
+
+/// The coalescing state of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct Coalescer {
+    /// Commands that arrived during the current iteration.
+    iter_cmds: u32,
+    /// Commands of the current busy period.
+    period_cmds: u32,
+    /// Moving average of commands per busy period, times 16.
+    avg_x16: u32,
+    /// Consecutive iterations the current replies have been held.
+    held_for: u32,
+}
+
+impl Coalescer {
+    /// A command arrived.
+    pub fn command(&mut self) {
+        self.iter_cmds = self.iter_cmds.saturating_add(1);
+    }
+
+    /// True when the connection counts as busy in `Auto` mode.
+    pub fn busy(&self, cfg: &Coalesce) -> bool {
+        self.avg_x16 >= cfg.threshold.saturating_mul(16)
+    }
+
+    /// End of an iteration with `pending` bytes of replies: true to hold them, false to write.
+    pub fn end_iteration(&mut self, cfg: &Coalesce, pending: usize) -> bool {
+        let n = std::mem::take(&mut self.iter_cmds);
+        let active = n > 0;
+        self.period_cmds = self.period_cmds.saturating_add(n);
+        let hold = active
+            && pending > 0
+            && pending < cfg.max_bytes
+            && self.held_for < cfg.max_iterations
+            && match cfg.mode {
+                CoalesceMode::Off => false,
+                CoalesceMode::On => true,
+                CoalesceMode::Auto => self.busy(cfg),
+            };
+        if !hold && self.period_cmds > 0 {
+            let p = self.period_cmds.min(u32::MAX / 32) * 16;
+            self.avg_x16 = (self.avg_x16 * 7 + p) / 8;
+            self.period_cmds = 0;
+        }
+        if hold {
+            self.held_for += 1;
+        } else {
+            self.held_for = 0;
+        }
+        hold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auto(threshold: u32) -> Coalesce {
+        Coalesce {
+            mode: CoalesceMode::Auto,
+            threshold,
+            ..Coalesce::default()
+        }
+    }
+
+    /// One busy period of `n` commands (one iteration), then an idle iteration.
+    fn period(c: &mut Coalescer, cfg: &Coalesce, n: u32) -> (bool, bool) {
+        for _ in 0..n {
+            c.command();
+        }
+        let held = c.end_iteration(cfg, 100);
+        let idle = c.end_iteration(cfg, 100);
+        (held, idle)
+    }
+
+    #[test]
+    fn queue_depth_one_never_holds() {
+        let cfg = auto(4);
+        let mut c = Coalescer::default();
+        for _ in 0..100 {
+            assert_eq!(period(&mut c, &cfg, 1), (false, false));
+        }
+    }
+
+    #[test]
+    fn busy_connection_holds_until_idle() {
+        let cfg = auto(4);
+        let mut c = Coalescer::default();
+        // Deep busy periods, written at once while the average builds up.
+        let mut periods = 0;
+        while !c.busy(&cfg) {
+            for _ in 0..8 {
+                c.command();
+            }
+            assert!(!c.end_iteration(&cfg, 100));
+            periods += 1;
+            assert!(periods < 20);
+        }
+        // Busy: replies are held while commands keep coming, written when none came.
+        c.command();
+        assert!(c.end_iteration(&cfg, 100));
+        c.command();
+        assert!(c.end_iteration(&cfg, 100));
+        assert!(!c.end_iteration(&cfg, 100));
+        // A run of single commands brings the average down: no more holding.
+        for _ in 0..30 {
+            period(&mut c, &cfg, 1);
+        }
+        assert!(!c.busy(&cfg));
+        c.command();
+        assert!(!c.end_iteration(&cfg, 100));
+    }
+
+    #[test]
+    fn limits_and_modes() {
+        let mut cfg = Coalesce {
+            mode: CoalesceMode::On,
+            max_bytes: 1000,
+            max_iterations: 2,
+            ..Coalesce::default()
+        };
+        let mut c = Coalescer::default();
+        c.command();
+        assert!(!c.end_iteration(&cfg, cfg.max_bytes), "too many bytes");
+        for expect in [true, true, false, true] {
+            c.command();
+            assert_eq!(c.end_iteration(&cfg, 10), expect);
+        }
+        assert!(!c.end_iteration(&cfg, 10), "no commands: idle");
+        assert!(!c.end_iteration(&cfg, 0));
+        cfg.mode = CoalesceMode::Off;
+        c.command();
+        assert!(!c.end_iteration(&cfg, 10));
+    }
+}
