@@ -4,8 +4,8 @@
 //! loop per core ([`worker`]). Accepted connections are handed round-robin to the loops; each
 //! loop owns its connections for their whole life, carries every command from socket read
 //! through the protocol engine ([`iscsi_proto::Connection`]) and the SCSI engine
-//! ([`scsi_core::LunTable`]) to the store and back, and writes all replies produced by one batch
-//! of input with one `write` call. Nothing on the command path crosses threads.
+//! ([`scsi_core::LunTable`]) to the store and back, and sends all replies a connection produced
+//! in one loop iteration with one `writev`. Nothing on the command path crosses threads.
 
 mod acceptor;
 mod aio;
@@ -92,6 +92,7 @@ pub struct Server {
     workers: usize,
     stats: StatsHandle,
     coalesce: Coalesce,
+    busy_poll: std::time::Duration,
 }
 
 impl Server {
@@ -136,6 +137,7 @@ impl Server {
             workers,
             stats: StatsHandle::default(),
             coalesce: Coalesce::default(),
+            busy_poll: std::time::Duration::ZERO,
         })
     }
 
@@ -145,6 +147,13 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
+    }
+
+    /// Keep each event loop polling without sleeping for `window` after socket activity, so that
+    /// a request arriving in that window needs no thread wake-up (zero: always sleep). Costs CPU
+    /// while a connection is idle between requests; takes effect at [`Server::run`].
+    pub fn set_busy_poll(&mut self, window: std::time::Duration) {
+        self.busy_poll = window;
     }
 
     /// Set adaptive reply coalescing (see [`Coalesce`]); takes effect at [`Server::run`].
@@ -172,7 +181,10 @@ impl Server {
                 self.limits.clone(),
                 stop.clone(),
                 self.stats.new_loop(),
-                self.coalesce,
+                worker::Tuning {
+                    coalesce: self.coalesce,
+                    busy_poll: self.busy_poll,
+                },
             )?;
             stop.add_waker(w.waker());
             senders.push(w.sender());

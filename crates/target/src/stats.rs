@@ -54,6 +54,11 @@ impl LoopStats {
         a.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Commands executed by this loop so far.
+    pub fn commands(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+
     /// Record how many connections of this loop are currently coalescing replies.
     pub fn set_coalescing(&self, n: u64) {
         self.coalescing_conns.store(n, Ordering::Relaxed);

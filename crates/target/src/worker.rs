@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iscsi_proto::{Catalog, Limits};
 use mio::net::TcpStream;
@@ -21,6 +21,14 @@ use crate::StopHandle;
 const WAKER: Token = Token(usize::MAX);
 /// How long stopping waits for store I/O in flight.
 const SHUTDOWN_IO_WAIT: Duration = Duration::from_secs(10);
+
+/// Latency and batching settings of an event loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub coalesce: Coalesce,
+    /// How long to poll without sleeping after a low-queue-depth batch (zero: never).
+    pub busy_poll: Duration,
+}
 
 /// Messages an event loop receives from other threads.
 pub enum Msg {
@@ -62,6 +70,11 @@ pub struct Worker {
     stats: Arc<LoopStats>,
     /// Some connection holds replies: poll without sleeping.
     holding: bool,
+    /// How long to keep polling without sleeping after socket activity (0: never).
+    busy_poll: Duration,
+    /// Poll without sleeping until then: a request arriving meanwhile is picked up without the
+    /// thread being woken, which is most of the round trip at queue depth 1.
+    spin_until: Option<Instant>,
 }
 
 impl Worker {
@@ -72,8 +85,12 @@ impl Worker {
         limits: Limits,
         stop: StopHandle,
         stats: Arc<LoopStats>,
-        coalesce: Coalesce,
+        tuning: Tuning,
     ) -> io::Result<Self> {
+        let Tuning {
+            coalesce,
+            busy_poll,
+        } = tuning;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = channel();
@@ -97,6 +114,8 @@ impl Worker {
             finished: Vec::new(),
             stats,
             holding: false,
+            busy_poll,
+            spin_until: None,
         })
     }
 
@@ -114,7 +133,8 @@ impl Worker {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = if self.holding {
+            let spinning = self.spin_until.is_some_and(|t| Instant::now() < t);
+            let timeout = if self.holding || spinning {
                 Some(Duration::ZERO)
             } else {
                 self.next_timeout()
@@ -126,6 +146,8 @@ impl Worker {
                     break;
                 }
             }
+            let commands_before = self.stats.commands();
+            let mut socket_activity = false;
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     continue;
@@ -136,10 +158,13 @@ impl Worker {
                 }
                 let id = ev.token().0 as u64;
                 if let Some(c) = self.conns.get_mut(&id) {
+                    socket_activity |= ev.is_readable();
                     c.on_ready(ev.is_readable() || ev.is_read_closed(), ev.is_writable());
                 }
             }
             self.drain_messages();
+            let batch = self.stats.commands() - commands_before;
+            self.update_spin(socket_activity, batch);
             let now = now_ms();
             for c in self.conns.values_mut() {
                 c.on_tick(now);
@@ -192,6 +217,21 @@ impl Worker {
         }
         self.holding = holding;
         self.stats.set_coalescing(busy);
+    }
+
+    /// Busy polling pays where a thread wake-up is most of the round trip: a request-response
+    /// pattern at low queue depth. When an iteration brings many commands, the loop is busy anyway
+    /// and spinning between batches would only take CPU from everything else on the machine.
+    fn update_spin(&mut self, socket_activity: bool, batch: u64) {
+        const MAX_SPIN_BATCH: u64 = 4;
+        if self.busy_poll.is_zero() || !socket_activity {
+            return;
+        }
+        self.spin_until = if batch <= MAX_SPIN_BATCH {
+            Some(Instant::now() + self.busy_poll)
+        } else {
+            None
+        };
     }
 
     fn next_timeout(&self) -> Option<Duration> {
