@@ -6,6 +6,8 @@
 //!   command from bytes, the engine, `LunTable::execute` on a RAM store, the engine again,
 //!   encode the replies into a send buffer. This is the user-space CPU floor per command.
 
+// One small timing harness shared by every crate's benches.
+#[path = "../../iscsi-wire/benches/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

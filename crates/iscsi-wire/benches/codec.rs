@@ -3,6 +3,7 @@
 //! The per-PDU costs here are the "decode" and "encode" stages of the latency model in
 //! docs/performance.md.
 
+// The timing harness, shared with the benches of iscsi-proto and scsi-core.
 mod common;
 
 use common::{black_box, Bench};

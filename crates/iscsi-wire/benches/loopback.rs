@@ -7,6 +7,7 @@
 //! latency of a target that does nothing but its two system calls and its wake-up.
 //! Run it alone (it uses both cores): `flock /tmp/bench.lock cargo bench ...`.
 
+// The timing harness, shared with the benches of iscsi-proto and scsi-core.
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

@@ -5,6 +5,8 @@
 //! store (the CDB path without store I/O), INQUIRY and TEST UNIT READY; and the store call
 //! alone. These are the "SCSI execute" and "store I/O" stages of docs/performance.md.
 
+// One small timing harness shared by every crate's benches.
+#[path = "../../iscsi-wire/benches/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
