@@ -163,7 +163,7 @@ impl Connection {
         let task = Task {
             id,
             lun: t.lun,
-            cdb: t.cdb.clone(),
+            cdb: std::mem::take(&mut t.cdb),
             data_out,
             expected_len: t.edtl,
             read: t.read,
