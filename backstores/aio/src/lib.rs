@@ -141,6 +141,7 @@ impl AioStore {
             read_only: opts.read_only,
             create: opts.create,
             direct: opts.direct,
+            map: false,
         };
         let sync = FileStore::open(path, fopts)?;
         let reopen = |direct: bool| {

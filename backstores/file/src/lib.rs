@@ -5,6 +5,11 @@
 //! write-zeroes uses `FALLOC_FL_ZERO_RANGE`; both fall back to other means when the file system
 //! cannot do them. Allocation is reported from `SEEK_DATA`/`SEEK_HOLE`.
 //!
+//! A regular file (or memfd) in shared memory (tmpfs, `/dev/shm`) is read and written through a
+//! shared mapping wherever its pages are known to be allocated, which saves a system call and a
+//! page-cache lookup per request; holes keep positional I/O, so a full tmpfs still gives ENOSPC
+//! and never SIGBUS (see `shm.rs`). Not with `direct`.
+//!
 //! Errors keep their errno, so the SCSI engine can map EIO, ENOSPC, EROFS onto sense data.
 //! Requests that are not whole blocks inside the store fail with EINVAL.
 //!
@@ -31,6 +36,9 @@
 
 mod extents;
 #[allow(unsafe_code)]
+pub mod map;
+mod shm;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::fs::{File, OpenOptions};
@@ -56,6 +64,9 @@ pub struct FileOptions {
     pub create: bool,
     /// Open with `O_DIRECT`, bypassing the page cache.
     pub direct: bool,
+    /// Access a file in shared memory through a mapping (see the crate docs); off: always
+    /// `pread`/`pwrite`.
+    pub map: bool,
 }
 
 impl Default for FileOptions {
@@ -66,6 +77,7 @@ impl Default for FileOptions {
             read_only: false,
             create: false,
             direct: false,
+            map: true,
         }
     }
 }
@@ -81,6 +93,8 @@ pub struct FileStore {
     zero_range: AtomicBool,
     seek_data: AtomicBool,
     direct: bool,
+    /// The mapped engine, for a file in shared memory.
+    shm: Option<shm::ShmEngine>,
     poisoned: AtomicBool,
     #[cfg(test)]
     fail_next_sync: AtomicBool,
@@ -235,7 +249,9 @@ impl FileStore {
             let size = regular_file_size(&file, meta.len(), &opts)?;
             let geometry = geometry_for(size, opts.block_size)?;
             let caps = file_capabilities(opts.read_only);
-            Self::build(file, name, geometry, caps).direct(opts.direct)
+            Self::build(file, name, geometry, caps)
+                .mapped(opts.map)
+                .direct(opts.direct)
         } else if ft.is_block_device() {
             let dev = file.seek(SeekFrom::End(0))?;
             if let Some(size) = opts.size.filter(|&s| s != dev) {
@@ -250,7 +266,9 @@ impl FileStore {
                 rotational: is_rotational(meta.rdev()),
                 ..file_capabilities(opts.read_only)
             };
-            Self::build(file, name, geometry, caps).direct(opts.direct)
+            Self::build(file, name, geometry, caps)
+                .mapped(opts.map)
+                .direct(opts.direct)
         } else {
             Err(invalid("not a regular file or a block device".into()))
         }
@@ -285,7 +303,9 @@ impl FileStore {
     }
 
     fn build(file: File, name: String, geometry: Geometry, caps: Capabilities) -> FileStore {
+        let shm = shm::ShmEngine::new(&file, geometry.size_bytes(), !caps.read_only);
         FileStore {
+            shm,
             file,
             name,
             geometry,
@@ -300,6 +320,14 @@ impl FileStore {
         }
     }
 
+    /// Drops the mapped engine when `map` is false.
+    fn mapped(mut self, map: bool) -> FileStore {
+        if !map {
+            self.shm = None;
+        }
+        self
+    }
+
     /// Marks the store as opened with `O_DIRECT` and probes that a block-sized aligned read
     /// works, turning the EINVAL of an unsupported combination into a clear error.
     fn direct(mut self, direct: bool) -> io::Result<FileStore> {
@@ -307,6 +335,7 @@ impl FileStore {
             return Ok(self);
         }
         self.direct = true;
+        self.shm = None;
         let bs = self.geometry.block_size;
         let mut probe = sys::AlignedBuf::zeroed(bs as usize)?;
         match self.file.read_exact_at(&mut probe, 0) {
@@ -323,6 +352,11 @@ impl FileStore {
     /// True once an `fdatasync` has failed: writes and flushes fail with EIO from then on.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// True when reads and writes go through a shared mapping (a file in shared memory).
+    pub fn is_mapped(&self) -> bool {
+        self.shm.is_some()
     }
 
     /// True when the store was opened with `O_DIRECT`.
@@ -374,6 +408,9 @@ impl FileStore {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if let Some(done) = self.shm.as_ref().and_then(|m| m.read(offset, buf)) {
+            return done;
+        }
         if !self.direct || sys::is_aligned(buf) {
             return self.file.read_exact_at(buf, offset);
         }
@@ -393,6 +430,11 @@ impl FileStore {
         if !flag.load(Ordering::Relaxed) {
             return Ok(false);
         }
+        // Mapped copies must not touch the pages a hole frees.
+        let _punching = match (op, &self.shm) {
+            (Fallocate::PunchHole, Some(m)) => Some(m.forget(offset, len)),
+            _ => None,
+        };
         match sys::fallocate(&self.file, op, offset, len) {
             Ok(()) => Ok(true),
             Err(e) if sys::is_unsupported(&e) => {
@@ -418,6 +460,18 @@ impl FileStore {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let Some(m) = &self.shm else {
+            return self.pwrite_at(offset, buf);
+        };
+        if let Some(done) = m.write(offset, buf) {
+            return done;
+        }
+        self.pwrite_at(offset, buf)?;
+        m.mark(offset, buf.len() as u64);
+        Ok(())
+    }
+
+    fn pwrite_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let result = if !self.direct || sys::is_aligned(buf) {
             self.file.write_all_at(buf, offset)
         } else {

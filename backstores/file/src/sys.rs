@@ -1,6 +1,6 @@
-//! The few Linux system calls `std` does not wrap: fallocate modes, SEEK_DATA/SEEK_HOLE and
-//! memfd_create, and the aligned buffers of `O_DIRECT`. Every `unsafe` block of the crate lives
-//! here.
+//! The few Linux system calls `std` does not wrap: fallocate modes, SEEK_DATA/SEEK_HOLE,
+//! memfd_create and fstatfs, and the aligned buffers of `O_DIRECT`. With `map.rs`, the only
+//! places of the crate with `unsafe` blocks.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -145,4 +145,17 @@ impl Drop for AlignedBuf {
         // SAFETY: `ptr` was returned by `alloc_zeroed` with exactly `layout` and is freed once.
         unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
     }
+}
+
+/// True when `file` lives in shared memory (tmpfs, `/dev/shm`, a memfd).
+pub(crate) fn is_shmem(file: &File) -> bool {
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    // SAFETY: `statfs` is plain old data, so all-zero is a valid value to overwrite.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable statfs for the duration of the call; the descriptor is
+    // owned by `file`.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as libc::c_long;
+    rc == 0 && magic == TMPFS_MAGIC
 }

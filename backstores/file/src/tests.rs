@@ -33,6 +33,7 @@ fn create_opts(size: u64, block_size: u32) -> FileOptions {
         read_only: false,
         create: true,
         direct: false,
+        map: true,
     }
 }
 
@@ -610,4 +611,116 @@ fn block_device_read_only_when_available() {
     let path = store.describe().trim_start_matches("file:").to_string();
     let err = FileStore::open(&path, wrong).expect_err("wrong size");
     assert!(err.to_string().contains("the device is"), "{err}");
+}
+
+/// A directory in shared memory, when the machine has one.
+fn shm_dir() -> Option<TempDir> {
+    let base = Path::new("/dev/shm");
+    if !base.is_dir() {
+        eprintln!("skipping: no /dev/shm");
+        return None;
+    }
+    let dir = base.join(format!("store-file-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(TempDir(dir))
+}
+
+#[test]
+fn conformance_in_shared_memory_is_mapped() {
+    let Some(dir) = shm_dir() else { return };
+    let n = AtomicU32::new(0);
+    for bs in [512u32, 4096] {
+        testsuite::run_all(&|| {
+            let path = dir.path(&format!("m{bs}-{}.img", n.fetch_add(1, Ordering::Relaxed)));
+            let store = FileStore::open(&path, create_opts(1 << 20, bs)).expect("open");
+            assert!(store.is_mapped(), "a file in /dev/shm is mapped");
+            Box::new(store)
+        });
+    }
+}
+
+#[test]
+fn mmap_off_and_direct_keep_positional_io() {
+    let Some(dir) = shm_dir() else { return };
+    let opts = FileOptions {
+        map: false,
+        ..create_opts(1 << 20, 512)
+    };
+    let s = FileStore::open(dir.path("nomap.img"), opts).expect("open");
+    assert!(!s.is_mapped());
+    let memfd = anonymous_file("mapped").expect("memfd");
+    memfd.set_len(1 << 20).expect("set_len");
+    let s = FileStore::from_file(memfd, "memfd", 512, false).expect("from_file");
+    assert!(s.is_mapped(), "a memfd is shared memory");
+}
+
+#[test]
+fn shared_memory_writes_over_trimmed_and_fresh_pages() {
+    let Some(dir) = shm_dir() else { return };
+    let path = dir.path("trim.img");
+    let s = FileStore::open(&path, create_opts(1 << 20, 512)).expect("open");
+    let data = testsuite::pattern(4, 0, 64 * 1024);
+    s.write(0, &data, false).expect("first write (positional)");
+    s.write(0, &data, false).expect("second write (mapped)");
+    s.trim(4096, 8192).expect("trim");
+    let mut back = vec![0u8; 64 * 1024];
+    s.read(0, &mut back).expect("read");
+    assert_eq!(&back[..4096], &data[..4096]);
+    assert!(
+        back[4096..12288].iter().all(|&b| b == 0),
+        "trimmed range reads zero"
+    );
+    assert_eq!(&back[12288..], &data[12288..]);
+    s.write(4096, &data[..512], false)
+        .expect("write into the hole");
+    let on_disk = std::fs::read(&path).expect("read file");
+    assert_eq!(
+        &on_disk[4096..4608],
+        &data[..512],
+        "the file holds what was written"
+    );
+}
+
+/// A tmpfs smaller than the store: writes past its capacity must fail with ENOSPC (never
+/// SIGBUS through the mapping), and what was written stays readable. Needs root to mount.
+#[test]
+fn full_tmpfs_is_enospc_not_a_crash() {
+    let dir = TempDir::new();
+    let mnt = dir.path("mnt");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let result = std::panic::catch_unwind(|| {
+        let s = FileStore::open(mnt.join("big.img"), create_opts(4 << 20, 4096)).expect("open");
+        assert!(s.is_mapped());
+        let block = vec![0x5au8; 4096];
+        let mut written = 0u64;
+        let err = loop {
+            match s.write(written, &block, false) {
+                Ok(()) => written += 4096,
+                Err(e) => break e,
+            }
+            assert!(written < 4 << 20, "a 256 KiB tmpfs took 4 MiB");
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert!(written > 0);
+        // Rewriting allocated pages (through the mapping) still works, as do reads.
+        s.write(0, &block, false).expect("rewrite");
+        let mut back = vec![0u8; 4096];
+        s.read(0, &mut back).expect("read");
+        assert_eq!(back, block);
+        s.read(written, &mut back).expect("read a hole");
+        assert!(back.iter().all(|&b| b == 0));
+    });
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
 }

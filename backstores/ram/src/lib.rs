@@ -17,8 +17,6 @@
 //!   part would fault).
 #![deny(unsafe_code)]
 
-#[allow(unsafe_code)]
-mod map;
 mod persistent;
 
 use std::io;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use backstore::{BlockStore, Capabilities, Geometry};
 
-use crate::map::{self, Mapping};
+use store_file::map::{self, Mapping};
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)

@@ -69,6 +69,8 @@ pub struct Connection {
     /// Close at this time (after an asynchronous logout request).
     pub(crate) logout_deadline: Option<Millis>,
     pub(crate) last_rx: Millis,
+    /// The highest ExpStatSN the initiator has sent: every status before it has been read.
+    pub(crate) acked_stat_sn: u32,
     pub(crate) session: Option<SessionInfo>,
     /// Emit Data-In payloads as [`Output::TransmitShared`] slices of the result buffer.
     pub(crate) shared_data_in: bool,
@@ -109,6 +111,7 @@ impl Connection {
             login_deadline,
             logout_deadline: None,
             last_rx: now,
+            acked_stat_sn: 0,
             session: None,
             shared_data_in: false,
             cfg,
@@ -337,6 +340,7 @@ impl Connection {
     // ----- full feature phase dispatch -----------------------------------
 
     fn ffp_pdu(&mut self, pdu: Pdu) {
+        self.note_exp_stat_sn(&pdu.bhs);
         let discovery = self.neg.discovery();
         match &pdu.bhs {
             Bhs::NopOut(_) | Bhs::TextRequest(_) | Bhs::LogoutRequest(_) => self.sequence(pdu),
@@ -353,6 +357,32 @@ impl Connection {
             Bhs::LoginRequest(_) => self.reject(RejectReason::PROTOCOL_ERROR, &pdu),
             _ => self.reject(RejectReason::COMMAND_NOT_SUPPORTED, &pdu),
         }
+    }
+
+    /// Remembers how far the initiator has read our statuses (serial arithmetic: an old or
+    /// out-of-window ExpStatSN never moves it back).
+    fn note_exp_stat_sn(&mut self, bhs: &Bhs) {
+        let exp = match bhs {
+            Bhs::ScsiCommand(x) => x.exp_stat_sn,
+            Bhs::DataOut(x) => x.exp_stat_sn,
+            Bhs::NopOut(x) => x.exp_stat_sn,
+            Bhs::TaskMgmtRequest(x) => x.exp_stat_sn,
+            Bhs::TextRequest(x) => x.exp_stat_sn,
+            Bhs::LogoutRequest(x) => x.exp_stat_sn,
+            _ => return,
+        };
+        let ahead = exp.wrapping_sub(self.acked_stat_sn);
+        let sent = self.stat_sn.wrapping_sub(self.acked_stat_sn);
+        if ahead != 0 && ahead <= sent {
+            self.acked_stat_sn = exp;
+        }
+    }
+
+    /// Statuses sent that the initiator has not yet acknowledged reading (StatSN minus its
+    /// latest ExpStatSN). Near zero, the initiator is waiting on the target; large, it has a
+    /// backlog of replies to process and is in no hurry for the next.
+    pub fn unread_statuses(&self) -> u32 {
+        self.stat_sn.wrapping_sub(self.acked_stat_sn)
     }
 
     /// After a Logout was accepted only NOP-Out is still answered; anything

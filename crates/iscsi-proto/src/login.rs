@@ -148,6 +148,7 @@ impl Connection {
             self.login.cid = req.cid;
             self.login.stage = req.csg;
             self.stat_sn = req.exp_stat_sn;
+            self.acked_stat_sn = req.exp_stat_sn;
             self.window = CmdWindow::new(req.cmd_sn, self.cfg.limits.cmd_window);
             if req.version_min > 0 {
                 return Err(st::UNSUPPORTED_VERSION);

@@ -447,6 +447,12 @@ impl Conn {
     }
 
     /// True while adaptive coalescing counts this connection as busy.
+    /// Replies the initiator has not yet acknowledged reading (see
+    /// [`Connection::unread_statuses`]).
+    pub fn unread_statuses(&self) -> u32 {
+        self.proto.unread_statuses()
+    }
+
     pub fn is_coalescing(&self) -> bool {
         self.coalesce.mode != CoalesceMode::Off && self.coalescer.busy(&self.coalesce)
     }

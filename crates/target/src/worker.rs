@@ -148,6 +148,7 @@ impl Worker {
             }
             let commands_before = self.stats.commands();
             let mut socket_activity = false;
+            let mut min_unread = u32::MAX;
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     continue;
@@ -160,11 +161,14 @@ impl Worker {
                 if let Some(c) = self.conns.get_mut(&id) {
                     socket_activity |= ev.is_readable();
                     c.on_ready(ev.is_readable() || ev.is_read_closed(), ev.is_writable());
+                    if ev.is_readable() {
+                        min_unread = min_unread.min(c.unread_statuses());
+                    }
                 }
             }
             self.drain_messages();
             let batch = self.stats.commands() - commands_before;
-            self.update_spin(socket_activity, batch);
+            self.update_spin(socket_activity, batch, min_unread);
             let now = now_ms();
             for c in self.conns.values_mut() {
                 c.on_tick(now);
@@ -220,14 +224,19 @@ impl Worker {
     }
 
     /// Busy polling pays where a thread wake-up is most of the round trip: a request-response
-    /// pattern at low queue depth. When an iteration brings many commands, the loop is busy anyway
-    /// and spinning between batches would only take CPU from everything else on the machine.
-    fn update_spin(&mut self, socket_activity: bool, batch: u64) {
+    /// pattern at low queue depth, where the initiator waits for each reply before it sends
+    /// the next command. It does not pay when an iteration brings many commands (the loop is
+    /// busy anyway), nor when the initiator still has a backlog of replies to read (its
+    /// ExpStatSN lags the StatSN sent): then the initiator, not the target, is the bottleneck,
+    /// its next command comes when it has worked through that backlog, and spinning would only
+    /// burn CPU the rest of the machine could use.
+    fn update_spin(&mut self, socket_activity: bool, batch: u64, min_unread: u32) {
         const MAX_SPIN_BATCH: u64 = 4;
+        const MAX_SPIN_UNREAD: u32 = 4;
         if self.busy_poll.is_zero() || !socket_activity {
             return;
         }
-        self.spin_until = if batch <= MAX_SPIN_BATCH {
+        self.spin_until = if batch <= MAX_SPIN_BATCH && min_unread <= MAX_SPIN_UNREAD {
             Some(Instant::now() + self.busy_poll)
         } else {
             None

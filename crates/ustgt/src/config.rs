@@ -16,6 +16,7 @@
 //! path = "/srv/disk1.img"    # file, aio: required; ram: persistent RAM over this file
 //! lock = false               # ram with a path: mlock the mapping
 //! direct = false             # file, aio: O_DIRECT
+//! mmap = true                 # file: map a file in shared memory (tmpfs)
 //! queue-depth = 64           # aio only
 //! block-size = 4096          # optional, default 512
 //! readonly = false
@@ -112,6 +113,7 @@ struct RawLun {
     wce: Option<Spanned<bool>>,
     serial: Option<Spanned<String>>,
     direct: Option<Spanned<bool>>,
+    mmap: Option<Spanned<bool>>,
     lock: Option<Spanned<bool>>,
     queue_depth: Option<Spanned<i64>>,
     inject: Option<Spanned<BTreeMap<String, Spanned<RawInject>>>>,
@@ -461,6 +463,7 @@ fn build_store(
             path: need_path(raw, kind, ctx, loc)?,
             size,
             direct: flag(&raw.direct),
+            mmap: raw.mmap.as_ref().map_or(true, |v| *v.get_ref()),
         },
         "aio" => StoreSpec::Aio {
             path: need_path(raw, kind, ctx, loc)?,
@@ -486,6 +489,9 @@ fn build_store(
     }
     if !matches!(kind, "file" | "aio") {
         refuse(&raw.direct, "direct", kind, ctx, loc)?;
+    }
+    if kind != "file" {
+        refuse(&raw.mmap, "mmap", kind, ctx, loc)?;
     }
     if kind != "aio" {
         refuse(&raw.queue_depth, "queue-depth", kind, ctx, loc)?;
@@ -719,7 +725,8 @@ iqn = "eui.02004567A425678D"
             StoreSpec::File {
                 path: "/srv/disk1.img".into(),
                 size: Some(1 << 20),
-                direct: false
+                direct: false,
+                mmap: true
             }
         );
         assert!(lun0.read_only && lun0.write_cache);
@@ -832,7 +839,8 @@ iqn = "eui.02004567A425678D"
             StoreSpec::File {
                 path: "/a.img".into(),
                 size: None,
-                direct: false
+                direct: false,
+                mmap: true
             }
         );
     }
@@ -864,7 +872,17 @@ iqn = "eui.02004567A425678D"
             StoreSpec::File {
                 path: "/dev/sdb".into(),
                 size: None,
-                direct: true
+                direct: true,
+                mmap: true
+            }
+        );
+        assert_eq!(
+            lun("store = \"file\"\npath = \"/dev/shm/x\"\nmmap = false").store,
+            StoreSpec::File {
+                path: "/dev/shm/x".into(),
+                size: None,
+                direct: false,
+                mmap: false
             }
         );
         assert_eq!(
@@ -915,6 +933,11 @@ iqn = "eui.02004567A425678D"
                 "store = \"ram\"\nsize = \"1M\"\ndirect = true",
                 "c.toml:6: ",
                 "direct does not apply to ram stores",
+            ),
+            (
+                "store = \"aio\"\npath = \"/a\"\nmmap = false",
+                "c.toml:6: ",
+                "mmap does not apply to aio stores",
             ),
             (
                 "store = \"file\"\npath = \"/a\"\nqueue-depth = 4",

@@ -3,7 +3,7 @@
 //! ```text
 //! ram:SIZE[,OPT...]                               anonymous memory
 //! ram:PATH[,size=SIZE][,lock][,OPT...]            persistent: a preallocated mapping of PATH
-//! file:PATH[,size=SIZE][,direct][,OPT...]         regular file or block device
+//! file:PATH[,size=SIZE][,direct][,mmap=off][,OPT...]   regular file or block device
 //! aio:PATH[,size=SIZE][,direct][,queue-depth=N][,OPT...]   io_uring (file or device)
 //! null:SIZE[,OPT...]                              discards writes, reads zeroes
 //! OPT := block-size=512|4096 | readonly[=on|off] | wce=on|off | serial=STR | inject-...
@@ -37,11 +37,13 @@ pub enum StoreSpec {
         size: Option<u64>,
         lock: bool,
     },
-    /// A regular file or block device; `size` creates or grows a file; `direct` is O_DIRECT.
+    /// A regular file or block device; `size` creates or grows a file; `direct` is O_DIRECT;
+    /// `mmap` lets a file in shared memory be accessed through a mapping.
     File {
         path: PathBuf,
         size: Option<u64>,
         direct: bool,
+        mmap: bool,
     },
     /// An io_uring store over a file or device; `queue_depth` is the ring size (store default
     /// when absent).
@@ -239,6 +241,17 @@ fn take_switch<'a>(
     }
 }
 
+/// A switch that is on (or off) unless given.
+fn take_switch_or<'a>(
+    options: &mut Vec<(&'a str, Option<&'a str>)>,
+    key: &str,
+    default: bool,
+) -> Result<bool, String> {
+    let given = options.iter().any(|&(k, _)| k == key);
+    let value = take_switch(options, key)?;
+    Ok(if given { value } else { default })
+}
+
 /// Refuses an option the store kind does not take.
 fn refuse(options: &[(&str, Option<&str>)], key: &str, kind: &str) -> Result<(), String> {
     if options.iter().any(|&(k, _)| k == key) {
@@ -309,6 +322,7 @@ fn parse_store<'a>(
             path: need_path(kind, arg)?,
             size: size_opt,
             direct: take_switch(options, "direct")?,
+            mmap: take_switch_or(options, "mmap", true)?,
         },
         "aio" => StoreSpec::Aio {
             path: need_path(kind, arg)?,
@@ -322,7 +336,7 @@ fn parse_store<'a>(
             ))
         }
     };
-    for key in ["lock", "direct", "queue-depth"] {
+    for key in ["lock", "direct", "queue-depth", "mmap"] {
         refuse(options, key, kind)?;
     }
     Ok(store)
@@ -353,7 +367,7 @@ pub fn parse_lun_spec(text: &str) -> Result<LunSpec, String> {
             .map_err(|e| format!("invalid LUN \"{text}\": {e}"))?;
         if !known {
             return Err(format!(
-                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, readonly, wce, serial, lock, direct, queue-depth or inject-...)"
+                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, readonly, wce, serial, lock, direct, mmap, queue-depth or inject-...)"
             ));
         }
     }
@@ -409,7 +423,8 @@ mod tests {
             StoreSpec::File {
                 path: "/srv/a.img".into(),
                 size: None,
-                direct: false
+                direct: false,
+                mmap: true
             }
         );
         let s = ok("file:/srv/b.img,size=10G,readonly");
@@ -418,7 +433,8 @@ mod tests {
             StoreSpec::File {
                 path: "/srv/b.img".into(),
                 size: Some(10 << 30),
-                direct: false
+                direct: false,
+                mmap: true
             }
         );
         assert!(s.read_only);
@@ -427,7 +443,8 @@ mod tests {
             StoreSpec::File {
                 path: "rel/c:d.img".into(),
                 size: None,
-                direct: false
+                direct: false,
+                mmap: true
             }
         );
     }
@@ -522,7 +539,8 @@ mod tests {
             StoreSpec::File {
                 path: "/dev/sdb".into(),
                 size: None,
-                direct: true
+                direct: true,
+                mmap: true
             }
         );
         assert_eq!(
@@ -530,7 +548,8 @@ mod tests {
             StoreSpec::File {
                 path: "/a".into(),
                 size: Some(1 << 20),
-                direct: false
+                direct: false,
+                mmap: true
             }
         );
         assert_eq!(
@@ -551,6 +570,16 @@ mod tests {
                 queue_depth: None
             }
         );
+        assert_eq!(
+            ok("file:/dev/shm/a,mmap=off").store,
+            StoreSpec::File {
+                path: "/dev/shm/a".into(),
+                size: None,
+                direct: false,
+                mmap: false
+            }
+        );
+        assert!(err("ram:1G,mmap=off").contains("\"mmap\" does not apply to ram stores"));
         assert!(err("aio:").contains("aio: a path is required"));
         assert!(err("aio:/a,queue-depth=0").contains("invalid queue depth \"0\""));
         assert!(err("aio:/a,queue-depth=99999").contains("1 to 32768"));

@@ -42,13 +42,19 @@ fn open_base(spec: &LunSpec) -> Result<Arc<dyn BlockStore>, String> {
         StoreSpec::RamFile { path, size, lock } => {
             open_ram_file(path, *size, *lock, spec).map(|s| Arc::new(s) as Arc<dyn BlockStore>)
         }
-        StoreSpec::File { path, size, direct } => {
+        StoreSpec::File {
+            path,
+            size,
+            direct,
+            mmap,
+        } => {
             let opts = FileOptions {
                 size: *size,
                 block_size: spec.block_size,
                 read_only: spec.read_only,
                 create: true,
                 direct: *direct,
+                map: *mmap,
             };
             let store = FileStore::open(path, opts)
                 .map_err(|e| format!("file:{}: {e}{}", path.display(), missing_hint(&e, *size)))?;

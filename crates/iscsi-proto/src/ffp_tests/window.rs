@@ -175,3 +175,38 @@ fn target_ping_and_timeout() {
     assert_eq!(drain(&mut c), vec![Output::Close]);
     assert!(c.is_closed());
 }
+
+fn tur_acking(itt: u32, cmd_sn: u32, exp_stat_sn: u32) -> iscsi_wire::Pdu {
+    let mut p = tur(itt, cmd_sn);
+    if let Bhs::ScsiCommand(x) = &mut p.bhs {
+        x.exp_stat_sn = exp_stat_sn;
+    }
+    p
+}
+
+#[test]
+fn unread_statuses_follow_exp_stat_sn() {
+    let mut c = logged_in();
+    let login_unread = c.unread_statuses();
+    assert!(login_unread > 0, "login responses are not acknowledged yet");
+    let mut stat_sns = Vec::new();
+    for i in 0..5u32 {
+        c.handle_pdu(tur(i + 1, FIRST_CMD_SN + i), 10);
+        let t = executed(&drain(&mut c));
+        c.complete(t[0].id, ScsiResult::default());
+        let Bhs::ScsiResponse(r) = &sent(&drain(&mut c))[0].bhs else {
+            panic!()
+        };
+        stat_sns.push(r.stat_sn);
+    }
+    assert_eq!(c.unread_statuses(), login_unread + 5);
+    // ExpStatSN = the third status: it and the two after it are unread.
+    c.handle_pdu(tur_acking(6, FIRST_CMD_SN + 5, stat_sns[2]), 10);
+    assert_eq!(c.unread_statuses(), 3);
+    // An ExpStatSN beyond what was sent, or an older one, moves nothing.
+    c.handle_pdu(tur_acking(7, FIRST_CMD_SN + 6, stat_sns[4] + 100), 10);
+    c.handle_pdu(tur_acking(8, FIRST_CMD_SN + 7, stat_sns[0]), 10);
+    assert_eq!(c.unread_statuses(), 3);
+    c.handle_pdu(tur_acking(9, FIRST_CMD_SN + 8, stat_sns[4] + 1), 10);
+    assert_eq!(c.unread_statuses(), 0, "everything read");
+}

@@ -1,5 +1,6 @@
 //! A shared memory mapping of a file, and the few system calls around it (mmap, msync, mlock,
-//! posix_fallocate, getrlimit). Every `unsafe` block of the crate lives here.
+//! posix_fallocate, getrlimit), shared by the stores that map files (`ram:PATH`, and this crate's
+//! engine for files in shared memory).
 //!
 //! The mapping is treated like memory shared with other processes: it is only ever accessed by
 //! copying bytes in and out through raw pointers, never through Rust references that outlive a
@@ -16,7 +17,7 @@ fn einval() -> io::Error {
 
 /// A `MAP_SHARED` mapping of the first `len` bytes of a file.
 #[derive(Debug)]
-pub(crate) struct Mapping {
+pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
@@ -31,7 +32,7 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps `len` (non-zero) bytes of `file`, read-write when `writable`.
-    pub(crate) fn new(file: &File, len: usize, writable: bool) -> io::Result<Mapping> {
+    pub fn new(file: &File, len: usize, writable: bool) -> io::Result<Mapping> {
         if len == 0 {
             return Err(einval());
         }
@@ -60,8 +61,13 @@ impl Mapping {
     }
 
     /// Length of the mapping in bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Never true: a mapping is at least one byte (see [`Mapping::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     fn check(&self, offset: u64, len: usize) -> io::Result<usize> {
@@ -80,7 +86,7 @@ impl Mapping {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the mapping.
-    pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let start = self.check(offset, buf.len())?;
         // SAFETY: `start + buf.len() <= self.len` was checked, so the source lies inside the
         // live mapping; `buf` is a distinct Rust allocation, so the ranges do not overlap.
@@ -91,7 +97,7 @@ impl Mapping {
     }
 
     /// Copies `buf` into the mapping at `offset`.
-    pub(crate) fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+    pub fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let start = self.check_write(offset, buf.len())?;
         // SAFETY: bounds checked as in `read`; the mapping is writable (PROT_WRITE) and `buf`
         // cannot overlap it (a slice into the mapping is never created).
@@ -102,7 +108,7 @@ impl Mapping {
     }
 
     /// Sets `len` bytes at `offset` to zero.
-    pub(crate) fn zero(&self, offset: u64, len: usize) -> io::Result<()> {
+    pub fn zero(&self, offset: u64, len: usize) -> io::Result<()> {
         let start = self.check_write(offset, len)?;
         // SAFETY: bounds checked; the mapping is writable.
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(start), 0, len) };
@@ -110,7 +116,7 @@ impl Mapping {
     }
 
     /// msync(MS_SYNC) of the pages covering `[offset, offset + len)`.
-    pub(crate) fn sync(&self, offset: u64, len: usize) -> io::Result<()> {
+    pub fn sync(&self, offset: u64, len: usize) -> io::Result<()> {
         let start = self.check(offset, len)?;
         let page = page_size();
         let first = start / page * page;
@@ -133,8 +139,34 @@ impl Mapping {
         Ok(())
     }
 
+    /// Faults in the page-table entries of `[offset, offset + len)` now rather than on first
+    /// access (`MADV_POPULATE_WRITE`, or `_READ` on a read-only mapping). The range must be
+    /// allocated in the file: this never allocates on behalf of a hole in a way that could
+    /// fault later, it fails instead (as on kernels before 5.14, which lack it).
+    pub fn populate(&self, offset: u64, len: usize) -> io::Result<()> {
+        let start = self.check(offset, len)?;
+        let page = page_size();
+        let first = start / page * page;
+        let end = (start + len).min(self.len);
+        if end <= first {
+            return Ok(());
+        }
+        let advice = if self.writable {
+            libc::MADV_POPULATE_WRITE
+        } else {
+            libc::MADV_POPULATE_READ
+        };
+        // SAFETY: `first` is page aligned and `[first, end)` lies inside the live mapping;
+        // madvise only changes page tables, never memory contents.
+        let rc = unsafe { libc::madvise(self.ptr.as_ptr().add(first).cast(), end - first, advice) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// mlock of the whole mapping (faults every page in and keeps it resident).
-    pub(crate) fn lock(&self) -> io::Result<()> {
+    pub fn lock(&self) -> io::Result<()> {
         // SAFETY: the range is exactly the live mapping.
         let rc = unsafe { libc::mlock(self.ptr.as_ptr().cast(), self.len) };
         if rc != 0 {
@@ -153,7 +185,7 @@ impl Drop for Mapping {
 }
 
 /// The system page size.
-pub(crate) fn page_size() -> usize {
+pub fn page_size() -> usize {
     // SAFETY: sysconf takes no pointers.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
@@ -161,7 +193,7 @@ pub(crate) fn page_size() -> usize {
 
 /// posix_fallocate over `[0, len)`: allocates every block (growing the file if needed), so
 /// later stores into a shared mapping of it can never fault for lack of space.
-pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
+pub fn preallocate(file: &File, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
     loop {
         // SAFETY: takes no pointers; the descriptor is owned by `file` for the whole call.
@@ -175,7 +207,7 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
 }
 
 /// The soft RLIMIT_MEMLOCK in bytes (`None` when unlimited or unknown).
-pub(crate) fn memlock_limit() -> Option<u64> {
+pub fn memlock_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
