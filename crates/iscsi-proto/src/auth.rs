@@ -1,6 +1,6 @@
 //! Authentication seam for the security negotiation stage (RFC 7143 6.3 and
-//! chapter 12). Only `AuthMethod=None` is implemented; a CHAP implementation
-//! plugs in through [`Authenticator`].
+//! chapter 12): [`NoAuth`] accepts everyone without authentication; CHAP and access control
+//! are [`crate::ChapAuthenticator`].
 
 /// The result of one authentication exchange step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,14 @@ pub enum AuthStep {
 
 /// Decides the security negotiation of a login.
 pub trait Authenticator: Send + std::fmt::Debug {
+    /// Called once per login, as soon as the initiator and target names are known (`target`
+    /// is `None` for a discovery session) and before AuthMethod is negotiated: decides what
+    /// this login must satisfy. An `Err` is the login status that refuses it at once (e.g.
+    /// 0x0202, an initiator not allowed to this target).
+    fn begin(&mut self, _initiator: &str, _target: Option<&str>) -> Result<(), u16> {
+        Ok(())
+    }
+
     /// AuthMethod values we accept, in preference order (e.g. `["CHAP"]` or `["None"]`).
     fn methods(&self) -> Vec<&'static str>;
 

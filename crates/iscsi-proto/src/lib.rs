@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod chap;
 pub mod cmdsn;
 mod command;
 mod config;
@@ -26,6 +27,9 @@ mod tmf;
 mod types;
 
 pub use auth::{AuthStep, Authenticator, NoAuth};
+pub use chap::{
+    AccessPolicy, AuthPolicy, ChapAlgorithm, ChapAuthenticator, ChapCredential, CHAP_RANDOM_BYTES,
+};
 pub use config::{Catalog, ConnectionConfig, Limits, TargetEntry};
 pub use connection::Connection;
 pub use login::login_status;

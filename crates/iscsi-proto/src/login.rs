@@ -106,6 +106,9 @@ impl Connection {
         } else {
             Stage::Operational
         };
+        if !self.login.identity_checked {
+            self.begin_auth(&pairs)?;
+        }
         let mut resp = self.neg.process(&pairs, stage).map_err(|e| match e {
             NegError::DuplicateKey(_) => st::INITIATOR_ERROR,
             NegError::BadSessionType(_) => st::SESSION_TYPE_NOT_SUPPORTED,
@@ -175,6 +178,32 @@ impl Connection {
         if req.transit && (req.nsg <= req.csg || req.nsg == 2) {
             return Err(st::INVALID_DURING_LOGIN);
         }
+        Ok(())
+    }
+
+    /// Lets the authenticator decide this login's policy from the identity keys of the first
+    /// request, before AuthMethod is negotiated. Requests that name no initiator or an unknown
+    /// target are left to [`Self::check_identity`], so they get their own status.
+    fn begin_auth(&mut self, pairs: &[(String, String)]) -> Result<(), u16> {
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(initiator) = get("InitiatorName").filter(|n| !n.is_empty()) else {
+            return Ok(());
+        };
+        let target = match get("SessionType") {
+            Some("Discovery") => None,
+            _ => match get("TargetName") {
+                Some(t) if self.cfg.catalog.find(t).is_some() => Some(t),
+                _ => return Ok(()),
+            },
+        };
+        self.auth.begin(initiator, target)?;
+        let methods = self.auth.methods();
+        self.neg.set_auth_methods(&methods);
         Ok(())
     }
 

@@ -530,6 +530,11 @@ impl Negotiator {
         }
     }
 
+    /// Replaces the AuthMethod values we accept (before AuthMethod is negotiated).
+    pub fn set_auth_methods(&mut self, auth_methods: &[&str]) {
+        self.auth_methods = auth_methods.iter().map(|s| s.to_string()).collect();
+    }
+
     /// True for a discovery session.
     pub fn discovery(&self) -> bool {
         self.identity.session_type == Some(SessionType::Discovery)

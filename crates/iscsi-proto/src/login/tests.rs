@@ -452,3 +452,140 @@ fn login_request_in_ffp_is_rejected() {
     };
     assert_eq!(r.reason, 0x04);
 }
+
+mod chap_login {
+    use super::*;
+    use crate::{
+        AccessPolicy, AuthPolicy, ChapAlgorithm, ChapAuthenticator, ChapCredential,
+        CHAP_RANDOM_BYTES,
+    };
+    use std::sync::Arc;
+
+    /// CHAP for TARGET and for discovery; INITIATOR only.
+    #[derive(Debug)]
+    struct Acl;
+
+    impl AccessPolicy for Acl {
+        fn decide(&self, initiator: &str, target: Option<&str>) -> AuthPolicy {
+            if initiator != INITIATOR {
+                return AuthPolicy::Deny;
+            }
+            match target {
+                Some(TARGET) | None => AuthPolicy::Chap {
+                    users: vec![ChapCredential::new("alice", "alice-secret-1")],
+                    mutual: None,
+                    algorithms: vec![],
+                },
+                _ => AuthPolicy::Open,
+            }
+        }
+    }
+
+    fn conn() -> Connection {
+        let auth = ChapAuthenticator::new(Arc::new(Acl), [3; CHAP_RANDOM_BYTES]);
+        Connection::with_authenticator(cfg(), 0, Box::new(auth))
+    }
+
+    fn hex(b: &[u8]) -> String {
+        let mut s = "0x".to_string();
+        for x in b {
+            s.push_str(&format!("{x:02x}"));
+        }
+        s
+    }
+
+    /// Logs in through CHAP with `secret`; returns the status of the CHAP_R step.
+    fn chap_login(initiator: &str, discovery: bool, secret: &str) -> u16 {
+        let mut c = conn();
+        let mut first = vec![("InitiatorName", initiator), ("AuthMethod", "CHAP,None")];
+        if discovery {
+            first.push(("SessionType", "Discovery"));
+        } else {
+            first.push(("TargetName", TARGET));
+        }
+        c.handle_pdu(login_pdu(0, 1, false, false, kv(&first)), 1);
+        let outs = drain(&mut c);
+        if status(&outs) != 0 {
+            return status(&outs);
+        }
+        assert_eq!(key(&keys(&sent(&outs)[0].data), "AuthMethod"), Some("CHAP"));
+        c.handle_pdu(login_pdu(0, 1, false, false, kv(&[("CHAP_A", "5")])), 2);
+        let outs = drain(&mut c);
+        let k = keys(&sent(&outs)[0].data);
+        let id: u8 = key(&k, "CHAP_I").unwrap().parse().unwrap();
+        let ch = key(&k, "CHAP_C").unwrap();
+        let ch: Vec<u8> = (2..ch.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&ch[i..i + 2], 16).unwrap())
+            .collect();
+        let r = hex(&ChapAlgorithm::Md5.response(id, secret.as_bytes(), &ch));
+        let answer = kv(&[("CHAP_N", "alice"), ("CHAP_R", &r)]);
+        c.handle_pdu(login_pdu(0, 1, true, false, answer), 3);
+        let outs = drain(&mut c);
+        let s = status(&outs);
+        if s == 0 {
+            let r = login_resp(&sent(&outs)[0]);
+            assert!(r.transit && r.nsg == 1, "on to the operational stage");
+        }
+        s
+    }
+
+    #[test]
+    fn right_secret_gets_in_for_both_session_types() {
+        assert_eq!(chap_login(INITIATOR, false, "alice-secret-1"), 0);
+        assert_eq!(chap_login(INITIATOR, true, "alice-secret-1"), 0);
+    }
+
+    #[test]
+    fn wrong_secret_is_authentication_failure() {
+        assert_eq!(chap_login(INITIATOR, false, "wrong"), st::AUTH_FAILURE);
+        assert_eq!(chap_login(INITIATOR, true, "wrong"), st::AUTH_FAILURE);
+    }
+
+    #[test]
+    fn unlisted_initiator_is_authorization_failure() {
+        let other = "iqn.2000-01.com.example:intruder";
+        assert_eq!(
+            chap_login(other, false, "alice-secret-1"),
+            st::AUTHORIZATION_FAILURE
+        );
+        assert_eq!(
+            chap_login(other, true, "alice-secret-1"),
+            st::AUTHORIZATION_FAILURE
+        );
+    }
+
+    #[test]
+    fn skipping_the_security_stage_is_refused_when_chap_is_required() {
+        let mut c = conn();
+        let data = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+        c.handle_pdu(login_pdu(1, 3, true, false, data), 1);
+        assert_eq!(status(&drain(&mut c)), st::AUTH_FAILURE);
+        let mut c = conn();
+        let data = kv(&[
+            ("InitiatorName", INITIATOR),
+            ("TargetName", TARGET),
+            ("AuthMethod", "None"),
+        ]);
+        c.handle_pdu(login_pdu(0, 1, true, false, data), 1);
+        assert_eq!(status(&drain(&mut c)), st::AUTH_FAILURE);
+    }
+
+    #[test]
+    fn an_open_target_needs_no_chap_and_unknown_targets_stay_not_found() {
+        let mut c = conn();
+        let data = kv(&[
+            ("InitiatorName", INITIATOR),
+            ("TargetName", TARGET2),
+            ("AuthMethod", "CHAP,None"),
+        ]);
+        c.handle_pdu(login_pdu(0, 1, true, false, data), 1);
+        let outs = drain(&mut c);
+        assert_eq!(status(&outs), 0);
+        assert_eq!(key(&keys(&sent(&outs)[0].data), "AuthMethod"), Some("None"));
+        let mut c = conn();
+        let data = kv(&[("InitiatorName", INITIATOR), ("TargetName", "iqn.nope")]);
+        c.handle_pdu(login_pdu(0, 1, true, false, data), 1);
+        assert_eq!(status(&drain(&mut c)), st::NOT_FOUND);
+    }
+}
