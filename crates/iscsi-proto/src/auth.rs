@@ -23,6 +23,12 @@ pub trait Authenticator: Send + std::fmt::Debug {
         Ok(())
     }
 
+    /// Whether `initiator` may learn of `target` through SendTargets (an initiator that may
+    /// not log in to a target does not see it in discovery).
+    fn visible(&self, _initiator: &str, _target: &str) -> bool {
+        true
+    }
+
     /// AuthMethod values we accept, in preference order (e.g. `["CHAP"]` or `["None"]`).
     fn methods(&self) -> Vec<&'static str>;
 

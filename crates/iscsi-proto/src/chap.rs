@@ -301,6 +301,10 @@ impl Authenticator for ChapAuthenticator {
         }
     }
 
+    fn visible(&self, initiator: &str, target: &str) -> bool {
+        self.access.decide(initiator, Some(target)) != AuthPolicy::Deny
+    }
+
     fn methods(&self) -> Vec<&'static str> {
         match self.policy {
             AuthPolicy::Open => vec!["None"],

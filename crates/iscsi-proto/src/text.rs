@@ -94,8 +94,12 @@ impl Connection {
                 .collect(),
             name => catalog.find(name).into_iter().collect(),
         };
+        let initiator = self.neg.identity.initiator_name.as_deref().unwrap_or("");
         let mut pairs = Vec::new();
         for t in chosen {
+            if !self.auth.visible(initiator, &t.name) {
+                continue;
+            }
             pairs.push(("TargetName".to_string(), t.name.clone()));
             if t.portals.is_empty() {
                 let addr = format!("{},{}", self.cfg.local_portal, self.cfg.portal_group_tag);

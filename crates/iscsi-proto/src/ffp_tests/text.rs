@@ -240,3 +240,43 @@ fn discovery_rejects_scsi_commands() {
     };
     assert_eq!(r.reason, 0x04);
 }
+
+/// Discovery through an access policy: TARGET is open to INITIATOR, TARGET2 denied.
+#[derive(Debug)]
+struct OnlyFirst;
+
+impl crate::AccessPolicy for OnlyFirst {
+    fn decide(&self, _initiator: &str, target: Option<&str>) -> crate::AuthPolicy {
+        match target {
+            Some(TARGET2) => crate::AuthPolicy::Deny,
+            _ => crate::AuthPolicy::Open,
+        }
+    }
+}
+
+#[test]
+fn send_targets_lists_only_targets_the_initiator_may_use() {
+    let mut cfg = cfg();
+    cfg.catalog = Arc::new(catalog());
+    let auth = crate::ChapAuthenticator::new(Arc::new(OnlyFirst), [0; crate::CHAP_RANDOM_BYTES]);
+    let mut c = Connection::with_authenticator(cfg, 0, Box::new(auth));
+    let data = kv(&[("InitiatorName", INITIATOR), ("SessionType", "Discovery")]);
+    c.handle_pdu(login_pdu(1, 3, true, false, data), 1);
+    drain(&mut c);
+    let all = kv(&[("SendTargets", "All")]);
+    c.handle_pdu(text_req(1, 0xffff_ffff, FIRST_CMD_SN, false, all), 10);
+    let (_, data) = text_resp(&mut c);
+    let names: Vec<String> = keys(&data)
+        .into_iter()
+        .filter(|(k, _)| k == "TargetName")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(names, vec![TARGET.to_string()]);
+    let named = kv(&[("SendTargets", TARGET2)]);
+    c.handle_pdu(text_req(2, 0xffff_ffff, FIRST_CMD_SN + 1, false, named), 11);
+    let (_, data) = text_resp(&mut c);
+    assert!(
+        data.is_empty(),
+        "a denied target is not revealed by name either"
+    );
+}
