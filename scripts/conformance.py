@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Score ustgt against libiscsi's conformance suite (iscsi-test-cu) on one scratch LUN.
 
-    scripts/conformance.py [--tests PATTERN] [--expect FILE] [--json FILE] [--timeout S] URL
+    scripts/conformance.py [--tests PATTERN] [--expect FILE] [--json FILE] [--timeout S]
+                           [--allow-sanitize] URL
 
 Every test iscsi-test-cu runs is classed as pass (passed without a [SKIPPED] note), skip
 (passed only by skipping) or fail (an assertion failed, or the test never finished because the
 target hung or dropped the session). Prints the tests that did not pass, then a closing line
 'conformance: N passed, N failed, N skipped'. With --expect, every test named in FILE (one
 SUITE.Test a line, '#' starts a comment) must pass, or the exit status is 1.
-The LUN is overwritten: destructive tests run.
+The LUN is overwritten: destructive tests run. --allow-sanitize passes the suite's own
+--allow-sanitize flag, so the Sanitize tests run (they erase the whole LUN).
 """
 import argparse
 import json
@@ -57,10 +59,15 @@ def main():
     ap.add_argument("--expect")
     ap.add_argument("--json")
     ap.add_argument("--timeout", type=int, default=1500)
+    ap.add_argument("--allow-sanitize", action="store_true",
+                    help="let the suite run the SANITIZE tests (iscsi-test-cu --allow-sanitize)")
     args = ap.parse_args()
     if not shutil.which("iscsi-test-cu"):
         sys.exit("conformance: iscsi-test-cu not found (install Debian's libiscsi-bin)")
-    cmd = ["iscsi-test-cu", "-d", "-v", "-t", args.tests, args.url]
+    cmd = ["iscsi-test-cu", "-d", "-v", "-t", args.tests]
+    if args.allow_sanitize:
+        cmd.append("--allow-sanitize")
+    cmd.append(args.url)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                              timeout=args.timeout).stdout

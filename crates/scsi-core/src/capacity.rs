@@ -5,6 +5,18 @@ use crate::sense::{CmdResult, Sense};
 use crate::{Device, Request};
 
 impl Device {
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK (a power of two; 1 unless a larger physical block
+    /// size is configured).
+    pub(crate) fn blocks_per_physical(&self) -> u32 {
+        let bs = self.geo.block_size.max(1);
+        let pbs = self.cfg.physical_block_size;
+        if pbs > bs && pbs.is_multiple_of(bs) && (pbs / bs).is_power_of_two() {
+            pbs / bs
+        } else {
+            1
+        }
+    }
+
     /// Data of READ CAPACITY 10: last LBA (FFFFFFFFh when it does not fit) and block length.
     pub(crate) fn read_capacity_10(&self, req: &Request) -> CmdResult {
         let pmi = byte(req.cdb, 8) & 0x01 != 0;
@@ -30,6 +42,7 @@ impl Device {
         let last = self.geo.num_blocks.saturating_sub(1);
         d[0..8].copy_from_slice(&last.to_be_bytes());
         d[8..12].copy_from_slice(&self.geo.block_size.to_be_bytes());
+        d[13] = self.blocks_per_physical().trailing_zeros() as u8;
         if self.thin() {
             d[14] = 0x80 | 0x40; // LBPME, LBPRZ
         }
@@ -92,5 +105,21 @@ mod tests {
         c[1] = 0x10;
         c[9] = 1;
         assert_invalid_cdb(&run(&d, &c, &[]), 2, None);
+    }
+
+    #[test]
+    fn read_capacity_16_physical_blocks() {
+        let mut c = [0u8; 16];
+        c[0] = 0x9E;
+        c[1] = 0x10;
+        c[13] = 32;
+        let (_, d) = dev_with(64, 512, |c| c.physical_block_size = 4096);
+        let data = good(run(&d, &c, &[]));
+        assert_eq!(&data[8..16], &[0, 0, 2, 0, 0, 3, 0xC0, 0]);
+        // A physical size that is not a power-of-two multiple is ignored.
+        let (_, d) = dev_with(64, 4096, |c| c.physical_block_size = 512);
+        assert_eq!(good(run(&d, &c, &[]))[13], 0);
+        let (_, d) = dev_with(64, 512, |c| c.physical_block_size = 1536);
+        assert_eq!(good(run(&d, &c, &[]))[13], 0);
     }
 }

@@ -150,6 +150,8 @@ pub fn data_out_len(cdb: &[u8], block_size: u32) -> u32 {
             }
         }
         op::COMPARE_AND_WRITE => 2 * u64::from(byte(cdb, 13)) * bs,
+        op::WRITE_ATOMIC_16 => u64::from(be16(cdb, 12)) * bs,
+        op::SANITIZE => u64::from(be16(cdb, 7)),
         op::MODE_SELECT_6 => u64::from(byte(cdb, 4)),
         op::MODE_SELECT_10 | op::UNMAP => u64::from(be16(cdb, 7)),
         op::PERSISTENT_RESERVE_OUT => u64::from(be32(cdb, 5)),
@@ -225,5 +227,11 @@ mod tests {
         assert_eq!(data_out_len(&[0x41, 0, 0, 0, 0, 0, 0, 0, 9, 0], 4096), 4096);
         assert_eq!(data_out_len(&[0x15, 0x10, 0, 0, 24, 0], 512), 24);
         assert_eq!(data_out_len(&[0x12, 0, 0, 0, 255, 0], 512), 0);
+        let mut wa = [0u8; 16];
+        wa[0] = 0x9C;
+        wa[10] = 0xFF;
+        wa[13] = 3;
+        assert_eq!(data_out_len(&wa, 512), 3 * 512);
+        assert_eq!(data_out_len(&[0x48, 1, 0, 0, 0, 0, 0, 2, 4, 0], 512), 516);
     }
 }

@@ -1,5 +1,5 @@
-//! COMPARE AND WRITE (SBC-3 5.2) and ORWRITE 16 (SBC-3 5.8): read-modify-write commands,
-//! serialised against each other.
+//! COMPARE AND WRITE (SBC-3 5.2) and ORWRITE 16 (SBC-3 5.8): read-modify-write commands that
+//! hold the device's write gate exclusively, so no other write interleaves with them.
 
 use crate::cdb::{self, be64, byte};
 use crate::read_write::{check_protect, take_data_out, FUA};
@@ -34,7 +34,7 @@ impl Device {
             return Err(Sense::illegal(Asc::INVALID_FIELD_IN_IU).into());
         }
         let (verify, write) = req.data_out.split_at(half as usize);
-        let _guard = self.caw.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.exclusive_writes();
         let medium = self.read_blocks(lba, blocks)?;
         if let Some(off) = first_difference(&medium, verify) {
             return Err(miscompare(off as u64).into());
@@ -54,7 +54,7 @@ impl Device {
         if data.is_empty() {
             return Ok(Vec::new());
         }
-        let _guard = self.caw.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.exclusive_writes();
         let mut medium = self.read_blocks(r.lba, r.blocks)?;
         for (m, d) in medium.iter_mut().zip(data) {
             *m |= d;

@@ -1,12 +1,13 @@
 //! The block device: configuration, shared state and command dispatch.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use backstore::{BlockStore, Capabilities, Geometry};
 
 use crate::cdb;
 use crate::mode::ModeState;
-use crate::opcodes::{self, op, CmdInfo, LookupError};
+use crate::opcodes::{self, op, CmdInfo, Features, LookupError};
 use crate::persistent::PrState;
 use crate::sense::{CmdError, CmdResult, Sense};
 use crate::unit_attention::UnitAttentions;
@@ -39,6 +40,14 @@ pub struct DeviceConfig {
     pub max_write_same_blocks: u64,
     /// MAXIMUM COMPARE AND WRITE LENGTH in blocks.
     pub max_compare_write_blocks: u8,
+    /// The medium is removable (RMB): START STOP UNIT with LOEJ ejects and loads it, PREVENT
+    /// ALLOW MEDIUM REMOVAL keeps it in.
+    pub removable: bool,
+    /// SANITIZE is allowed (without it the command is not supported).
+    pub sanitize: bool,
+    /// Physical block size in bytes: a power-of-two multiple of the logical block size, or 0
+    /// for "same as the logical block" (LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT).
+    pub physical_block_size: u32,
 }
 
 impl DeviceConfig {
@@ -58,6 +67,9 @@ impl DeviceConfig {
             max_unmap_descriptors: 512,
             max_write_same_blocks: 1 << 22,
             max_compare_write_blocks: 1,
+            removable: false,
+            sanitize: false,
+            physical_block_size: 0,
         }
     }
 }
@@ -90,6 +102,10 @@ pub(crate) struct State {
     /// Holder of an SPC-2 RESERVE(6/10).
     pub reserved_by: Option<NexusId>,
     pub pr: PrState,
+    /// A removable medium is loaded (always true for a fixed medium).
+    pub medium_present: bool,
+    /// I_T nexuses that prevent medium removal (PREVENT ALLOW MEDIUM REMOVAL).
+    pub prevent: BTreeSet<NexusId>,
 }
 
 /// One SCSI block device (logical unit) over a [`BlockStore`]. `Send + Sync`: `execute` may
@@ -100,9 +116,10 @@ pub struct Device {
     pub(crate) geo: Geometry,
     pub(crate) caps: Capabilities,
     pub(crate) state: Mutex<State>,
-    /// Serialises COMPARE AND WRITE (the compare and the write are atomic with respect to
-    /// each other).
-    pub(crate) caw: Mutex<()>,
+    /// The write gate: COMPARE AND WRITE, ORWRITE, WRITE ATOMIC and SANITIZE hold it
+    /// exclusively, every other synchronous write to the medium holds it shared, so those
+    /// commands are atomic with respect to every write.
+    pub(crate) caw: RwLock<()>,
     /// Whether the store offers asynchronous queues (probed once, on first use).
     pub(crate) async_io: OnceLock<bool>,
 }
@@ -127,6 +144,8 @@ impl Device {
             mode: ModeState::new(cfg.write_cache),
             reserved_by: None,
             pr: PrState::default(),
+            medium_present: true,
+            prevent: BTreeSet::new(),
         };
         Device {
             store,
@@ -134,7 +153,7 @@ impl Device {
             geo,
             caps,
             state: Mutex::new(state),
-            caw: Mutex::new(()),
+            caw: RwLock::new(()),
             async_io: OnceLock::new(),
         }
     }
@@ -157,6 +176,24 @@ impl Device {
     /// Thin provisioning (UNMAP, WRITE SAME with UNMAP, GET LBA STATUS) is offered.
     pub fn thin(&self) -> bool {
         self.caps.trim
+    }
+
+    /// The optional command sets this logical unit offers.
+    pub(crate) fn features(&self) -> Features {
+        Features {
+            trim: self.thin(),
+            sanitize: self.cfg.sanitize,
+        }
+    }
+
+    /// Holds the write gate exclusively (atomic read-modify-write and atomic writes).
+    pub(crate) fn exclusive_writes(&self) -> RwLockWriteGuard<'_, ()> {
+        self.caw.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds the write gate shared (an ordinary write).
+    pub(crate) fn shared_writes(&self) -> RwLockReadGuard<'_, ()> {
+        self.caw.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Locks the mutable state (recovering from poisoning: the state stays consistent
@@ -219,7 +256,7 @@ impl Device {
         if cdb_len == 0 {
             return Err(Sense::invalid_opcode().into());
         }
-        let found = opcodes::lookup(req.cdb, self.thin());
+        let found = opcodes::lookup(req.cdb, self.features());
         self.admit(req, found.ok())?;
         let info = found.map_err(|e| match e {
             LookupError::Opcode => Sense::invalid_opcode(),
@@ -231,6 +268,7 @@ impl Device {
         cdb::check_reserved(req.cdb, info.usage)?;
         cdb::check_control(req.cdb, info.usage.len())?;
         self.check_reservations(req.nexus, info)?;
+        self.check_medium(info)?;
         Ok(info)
     }
 
@@ -267,19 +305,24 @@ impl Device {
             op::MODE_SENSE_6 | op::MODE_SENSE_10 => self.mode_sense(req),
             op::MODE_SELECT_6 | op::MODE_SELECT_10 => self.mode_select(req),
             op::START_STOP_UNIT => self.start_stop_unit(req),
-            op::PREVENT_ALLOW => Ok(Vec::new()),
+            op::PREVENT_ALLOW => self.prevent_allow(req),
             op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16 => self.synchronize_cache(req),
             op::PRE_FETCH_10 | op::PRE_FETCH_16 => self.pre_fetch(req),
             op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => self.read_defect_data(req),
             op::WRITE_SAME_10 | op::WRITE_SAME_16 => self.write_same(req),
             op::UNMAP => self.unmap(req),
             op::COMPARE_AND_WRITE => self.compare_and_write(req),
+            op::WRITE_ATOMIC_16 => self.write_atomic(req),
+            op::SANITIZE => self.sanitize(req, info),
             op::ORWRITE_16 => self.orwrite(req),
             op::RESERVE_6 | op::RESERVE_10 => self.reserve(req),
             op::RELEASE_6 | op::RELEASE_10 => self.release(req),
             op::PERSISTENT_RESERVE_IN => self.pr_in(req),
             op::PERSISTENT_RESERVE_OUT => self.pr_out(req),
-            op::MAINTENANCE_IN => self.report_supported_opcodes(req),
+            op::MAINTENANCE_IN => match info.sa {
+                Some(op::SA_REPORT_SUPPORTED_TMFS) => self.report_supported_tmfs(req),
+                _ => self.report_supported_opcodes(req),
+            },
             op::REPORT_LUNS => Err(Sense::invalid_opcode().into()),
             _ => Err(Sense::invalid_opcode().into()),
         }
@@ -316,6 +359,7 @@ impl Device {
     fn reset(&self, asc: crate::Asc, requester: Option<NexusId>) {
         let mut st = self.lock();
         st.reserved_by = None;
+        st.prevent.clear();
         st.mode.reset(self.cfg.write_cache);
         match requester {
             Some(n) => st.ua.establish_others(n, asc),
@@ -323,13 +367,14 @@ impl Device {
         }
     }
 
-    /// The I_T nexus is gone: drops its SPC-2 reservation and its unit attention state (a
-    /// later nexus with the same id starts afresh with POWER ON).
+    /// The I_T nexus is gone: drops its SPC-2 reservation, its medium removal prevention and
+    /// its unit attention state (a later nexus with the same id starts afresh with POWER ON).
     pub fn nexus_lost(&self, nexus: NexusId) {
         let mut st = self.lock();
         if st.reserved_by == Some(nexus) {
             st.reserved_by = None;
         }
+        st.prevent.remove(&nexus);
         st.ua.forget(nexus);
     }
 
@@ -409,5 +454,7 @@ mod tests {
         assert_eq!((c.vendor.as_str(), c.product.as_str()), ("USTGT", "ustgt"));
         assert_eq!(c.naa, default_naa("abc"));
         assert!(c.write_cache && !c.read_only);
+        assert!(!c.removable && !c.sanitize);
+        assert_eq!(c.physical_block_size, 0);
     }
 }

@@ -25,6 +25,9 @@ pub fn ascii_field(out: &mut [u8], s: &str) {
 pub fn standard_data(cfg: &DeviceConfig, peripheral: u8) -> Vec<u8> {
     let mut d = vec![0u8; 96];
     d[0] = peripheral;
+    if cfg.removable {
+        d[1] = 0x80; // RMB
+    }
     d[2] = 0x06; // SPC-4
     d[3] = 0x10 | 0x02; // HISUP, response data format 2
     d[4] = (d.len() - 5) as u8;

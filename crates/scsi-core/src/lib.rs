@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod async_io;
+mod atomic;
 mod capacity;
 mod cdb;
 mod compare_write;
@@ -30,9 +31,11 @@ mod mode;
 mod opcodes;
 mod persistent;
 mod read_write;
+mod removable;
 mod report_luns;
 mod report_opcodes;
 mod reserve;
+mod sanitize;
 mod sense;
 mod sync_cache;
 mod unit_attention;

@@ -113,7 +113,7 @@ impl LunTable {
         if let Some(d) = dev {
             d.touch(req.nexus);
         }
-        let checked = opcodes::lookup(req.cdb, true)
+        let checked = opcodes::lookup(req.cdb, opcodes::Features::ALL)
             .map_err(|_| Sense::invalid_opcode())
             .and_then(|info| {
                 cdb::check_reserved(req.cdb, info.usage)?;
@@ -185,7 +185,7 @@ impl LunTable {
 
 /// INQUIRY to a LUN without a device: peripheral qualifier 011b, device type 1Fh.
 fn unmapped_inquiry(req: &Request) -> Response {
-    let checked = opcodes::lookup(req.cdb, true)
+    let checked = opcodes::lookup(req.cdb, opcodes::Features::ALL)
         .map_err(|_| Sense::invalid_opcode())
         .and_then(|info| {
             cdb::check_reserved(req.cdb, info.usage)?;

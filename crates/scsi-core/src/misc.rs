@@ -1,4 +1,4 @@
-//! REQUEST SENSE, START STOP UNIT and READ DEFECT DATA 10/12.
+//! REQUEST SENSE and READ DEFECT DATA 10/12.
 
 use crate::cdb::{be16, be32, byte, clip};
 use crate::opcodes::op;
@@ -17,25 +17,6 @@ impl Device {
             None => Sense::new(SenseKey::NO_SENSE, Asc::NONE),
         };
         Ok(clip(sense.encode(desc), alloc))
-    }
-
-    /// START STOP UNIT. The medium is not removable, so LOEJ is refused; stopping flushes
-    /// the cache unless NO_FLUSH is set. Power conditions are accepted and have no effect.
-    pub(crate) fn start_stop_unit(&self, req: &Request) -> CmdResult {
-        let b4 = byte(req.cdb, 4);
-        let power = b4 >> 4;
-        if !matches!(power, 0x0 | 0x1 | 0x2 | 0x3 | 0x7 | 0xA | 0xB) {
-            return Err(Sense::invalid_cdb(4, Some(7)).into());
-        }
-        if b4 & 0x02 != 0 {
-            return Err(Sense::invalid_cdb(4, Some(1)).into());
-        }
-        let start = b4 & 0x01 != 0;
-        let no_flush = b4 & 0x04 != 0;
-        if power == 0 && !start && !no_flush {
-            self.store.flush().map_err(|e| Sense::from_io(&e, true))?;
-        }
-        Ok(Vec::new())
     }
 
     /// READ DEFECT DATA 10/12: an empty defect list in the requested format.
@@ -76,29 +57,6 @@ mod tests {
         let data = good(run_on(&d, N1, &[0x03, 0, 0, 0, 8, 0], &[]));
         assert_eq!(data.len(), 8);
         assert_invalid_cdb(&run_on(&d, N1, &[0x03, 2, 0, 0, 8, 0], &[]), 1, Some(1));
-    }
-
-    #[test]
-    fn start_stop_unit() {
-        let (s, d) = dev();
-        good(run(&d, &[0x1B, 0, 0, 0, 0x01, 0], &[]));
-        assert!(s.calls().is_empty());
-        good(run(&d, &[0x1B, 1, 0, 0, 0x00, 0], &[]));
-        assert_eq!(s.calls(), vec![Call::Flush]);
-        good(run(&d, &[0x1B, 0, 0, 0, 0x04, 0], &[]));
-        good(run(&d, &[0x1B, 0, 0, 0, 0x30, 0], &[]));
-        good(run(&d, &[0, 0, 0, 0, 0, 0], &[]));
-        assert_invalid_cdb(&run(&d, &[0x1B, 0, 0, 0, 0x02, 0], &[]), 4, Some(1));
-        assert_invalid_cdb(&run(&d, &[0x1B, 0, 0, 0, 0x50, 0], &[]), 4, Some(7));
-        assert_invalid_cdb(&run(&d, &[0x1B, 0, 0, 0, 0x08, 0], &[]), 4, Some(3));
-    }
-
-    #[test]
-    fn prevent_allow() {
-        let (_, d) = dev();
-        good(run(&d, &[0x1E, 0, 0, 0, 1, 0], &[]));
-        good(run(&d, &[0x1E, 0, 0, 0, 0, 0], &[]));
-        assert_invalid_cdb(&run(&d, &[0x1E, 0, 0, 0, 4, 0], &[]), 4, Some(2));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod op {
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
     pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
+    pub const SANITIZE: u8 = 0x48;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
     pub const RESERVE_10: u8 = 0x56;
@@ -39,6 +40,7 @@ pub mod op {
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
     pub const REPORT_LUNS: u8 = 0xA0;
     pub const MAINTENANCE_IN: u8 = 0xA3;
@@ -53,6 +55,38 @@ pub mod op {
     pub const SA_GET_LBA_STATUS: u8 = 0x12;
     /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
     pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0C;
+    /// MAINTENANCE IN service action REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
+    pub const SA_REPORT_SUPPORTED_TMFS: u8 = 0x0D;
+    /// SANITIZE service actions.
+    pub const SA_OVERWRITE: u8 = 0x01;
+    pub const SA_BLOCK_ERASE: u8 = 0x02;
+    pub const SA_CRYPTO_ERASE: u8 = 0x03;
+    pub const SA_EXIT_FAILURE_MODE: u8 = 0x1F;
+}
+
+/// Optional command sets a logical unit offers; commands outside them are unsupported
+/// (INVALID COMMAND OPERATION CODE) and not reported by REPORT SUPPORTED OPERATION CODES.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Thin provisioning: the store can trim (UNMAP, GET LBA STATUS).
+    pub trim: bool,
+    /// SANITIZE is allowed on the logical unit.
+    pub sanitize: bool,
+}
+
+impl Features {
+    /// Every optional command set (used to validate CDBs answered outside a device).
+    pub const ALL: Features = Features {
+        trim: true,
+        sanitize: true,
+    };
+
+    /// Whether command `c` is offered.
+    pub fn offers(self, c: &CmdInfo) -> bool {
+        let erase = c.opcode == op::SANITIZE
+            && matches!(c.sa, Some(op::SA_BLOCK_ERASE | op::SA_CRYPTO_ERASE));
+        (self.trim || !(c.needs_trim || erase)) && (self.sanitize || c.opcode != op::SANITIZE)
+    }
 }
 
 /// How a command is treated by reservations (SPC-4 table 66 / SBC-3 table 13).
@@ -179,6 +213,22 @@ pub static COMMANDS: &[CmdInfo] = &[
         WRITE_SAME_10,
         &[0x41, 0xF8, F8, F8, F8, F8, 0x1F, F8, F8, 0x07],
         Write,
+    ),
+    with_sa(
+        cmd(SANITIZE, &[0x48, 0xA1, 0, 0, 0, 0, 0, F8, F8, 0x07], Write),
+        SA_OVERWRITE,
+    ),
+    with_sa(
+        cmd(SANITIZE, &[0x48, 0xA2, 0, 0, 0, 0, 0, F8, F8, 0x07], Write),
+        SA_BLOCK_ERASE,
+    ),
+    with_sa(
+        cmd(SANITIZE, &[0x48, 0xA3, 0, 0, 0, 0, 0, F8, F8, 0x07], Write),
+        SA_CRYPTO_ERASE,
+    ),
+    with_sa(
+        cmd(SANITIZE, &[0x48, 0xBF, 0, 0, 0, 0, 0, F8, F8, 0x07], Write),
+        SA_EXIT_FAILURE_MODE,
     ),
     trim(cmd(
         UNMAP,
@@ -352,6 +402,13 @@ pub static COMMANDS: &[CmdInfo] = &[
         ],
         Write,
     ),
+    cmd(
+        WRITE_ATOMIC_16,
+        &[
+            0x9C, 0xF8, F8, F8, F8, F8, F8, F8, F8, F8, F8, F8, F8, F8, 0x3F, 0x07,
+        ],
+        Write,
+    ),
     with_sa(
         cmd(
             SERVICE_ACTION_IN_16,
@@ -384,6 +441,14 @@ pub static COMMANDS: &[CmdInfo] = &[
             Allowed,
         ),
         SA_REPORT_SUPPORTED_OPCODES,
+    ),
+    with_sa(
+        cmd(
+            MAINTENANCE_IN,
+            &[0xA3, 0x0D, 0x80, 0, 0, 0, F8, F8, F8, F8, 0, 0x07],
+            Allowed,
+        ),
+        SA_REPORT_SUPPORTED_TMFS,
     ),
     cmd(
         READ_12,
@@ -428,19 +493,19 @@ pub fn has_service_action(opcode: u8) -> bool {
         .any(|c| c.opcode == opcode && c.sa.is_some())
 }
 
-/// Finds the command for `cdb`. `trim` tells whether thin-provisioning commands exist.
-pub fn lookup(cdb: &[u8], trim: bool) -> Result<&'static CmdInfo, LookupError> {
+/// Finds the command for `cdb` among those `features` offers.
+pub fn lookup(cdb: &[u8], features: Features) -> Result<&'static CmdInfo, LookupError> {
     let opcode = cdb.first().copied().unwrap_or(0xFF);
     let sa = cdb.get(1).copied().unwrap_or(0) & 0x1F;
-    find(opcode, sa, trim)
+    find(opcode, sa, features)
 }
 
 /// Finds the command with `opcode` (and `sa`, when the opcode has service actions).
-pub fn find(opcode: u8, sa: u8, trim: bool) -> Result<&'static CmdInfo, LookupError> {
+pub fn find(opcode: u8, sa: u8, features: Features) -> Result<&'static CmdInfo, LookupError> {
     let mut seen = false;
     for c in COMMANDS
         .iter()
-        .filter(|c| c.opcode == opcode && (trim || !c.needs_trim))
+        .filter(|c| c.opcode == opcode && features.offers(c))
     {
         seen = true;
         if c.sa.is_none_or(|s| s == sa) {
@@ -471,20 +536,45 @@ mod tests {
         }
     }
 
+    const THICK: Features = Features {
+        trim: false,
+        sanitize: false,
+    };
+
     #[test]
     fn lookups() {
-        assert_eq!(lookup(&[0x28], true).map(|c| c.opcode), Ok(0x28));
-        assert_eq!(lookup(&[0xC0], true).err(), Some(LookupError::Opcode));
-        assert_eq!(lookup(&[0x9E, 0x10], true).map(|c| c.sa), Ok(Some(0x10)));
+        let all = Features::ALL;
+        assert_eq!(lookup(&[0x28], all).map(|c| c.opcode), Ok(0x28));
+        assert_eq!(lookup(&[0xC0], all).err(), Some(LookupError::Opcode));
+        assert_eq!(lookup(&[0x9E, 0x10], all).map(|c| c.sa), Ok(Some(0x10)));
         assert_eq!(
-            lookup(&[0x9E, 0x11], true).err(),
+            lookup(&[0x9E, 0x11], all).err(),
             Some(LookupError::ServiceAction)
         );
-        assert_eq!(lookup(&[0x42], false).err(), Some(LookupError::Opcode));
+        assert_eq!(lookup(&[0x42], THICK).err(), Some(LookupError::Opcode));
         assert_eq!(
-            lookup(&[0x9E, 0x12], false).err(),
+            lookup(&[0x9E, 0x12], THICK).err(),
             Some(LookupError::ServiceAction)
         );
+        assert_eq!(
+            lookup(&[0x48, 0x01], THICK).err(),
+            Some(LookupError::Opcode)
+        );
+        assert_eq!(lookup(&[0x48, 0x01], all).map(|c| c.sa), Ok(Some(0x01)));
+        assert_eq!(
+            lookup(&[0x48, 0x04], all).err(),
+            Some(LookupError::ServiceAction)
+        );
+        let no_trim = Features {
+            trim: false,
+            sanitize: true,
+        };
+        assert!(lookup(&[0x48, 0x01], no_trim).is_ok());
+        assert_eq!(
+            lookup(&[0x48, 0x02], no_trim).err(),
+            Some(LookupError::ServiceAction)
+        );
+        assert_eq!(lookup(&[0x9C], THICK).map(|c| c.opcode), Ok(0x9C));
         assert!(has_service_action(0x5E));
         assert!(!has_service_action(0x28));
     }

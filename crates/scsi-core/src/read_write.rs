@@ -137,6 +137,7 @@ impl Device {
         // only the whole blocks it did send are written; the transport reports the overflow.
         let whole = (req.data_out.len() as u64 / self.bs()).min(r.blocks);
         let data = take_data_out(req, whole * self.bs())?;
+        let _gate = self.shared_writes();
         self.write_blocks(r.lba, data, fua)?;
         Ok(Vec::new())
     }

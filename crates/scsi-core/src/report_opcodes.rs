@@ -1,5 +1,6 @@
 //! REPORT SUPPORTED OPERATION CODES (SPC-4 6.35): all commands, or one command with its CDB
-//! usage data, with optional command timeouts descriptors.
+//! usage data, with optional command timeouts descriptors; REPORT SUPPORTED TASK MANAGEMENT
+//! FUNCTIONS (SPC-4 6.36).
 
 use crate::cdb::{be16, be32, byte, clip};
 use crate::opcodes::{self, has_service_action, CmdInfo, COMMANDS};
@@ -46,7 +47,27 @@ fn one_command(c: Option<&CmdInfo>, rctd: bool) -> Vec<u8> {
     }
 }
 
+/// Task management functions the transport carries out: ABORT TASK, ABORT TASK SET, CLEAR TASK
+/// SET, LOGICAL UNIT RESET and TARGET RESET (byte 0 of the parameter data).
+const SUPPORTED_TMFS: u8 = 0x80 | 0x40 | 0x10 | 0x08 | 0x02;
+
 impl Device {
+    /// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS: the 4-byte format, or the 16-byte extended
+    /// format when REPD is set. An allocation length below 4 is an error (SPC-4 6.36.1).
+    pub(crate) fn report_supported_tmfs(&self, req: &Request) -> CmdResult {
+        let repd = byte(req.cdb, 2) & 0x80 != 0;
+        let alloc = be32(req.cdb, 6) as usize;
+        if alloc < 4 {
+            return Err(Sense::invalid_cdb(6, None).into());
+        }
+        let mut d = vec![SUPPORTED_TMFS, 0, 0, 0];
+        if repd {
+            d[3] = 0x0C;
+            d.resize(16, 0);
+        }
+        Ok(clip(d, alloc))
+    }
+
     /// REPORT SUPPORTED OPERATION CODES.
     pub(crate) fn report_supported_opcodes(&self, req: &Request) -> CmdResult {
         let rctd = byte(req.cdb, 2) & 0x80 != 0;
@@ -54,17 +75,17 @@ impl Device {
         let opcode = byte(req.cdb, 3);
         let sa = be16(req.cdb, 4);
         let alloc = be32(req.cdb, 6) as usize;
-        let thin = self.thin();
+        let features = self.features();
         let has_sa = has_service_action(opcode);
         let find = |sa: u16| {
             u8::try_from(sa)
                 .ok()
-                .and_then(|sa| opcodes::find(opcode, sa, thin).ok())
+                .and_then(|sa| opcodes::find(opcode, sa, features).ok())
         };
         let data = match options {
             0 => {
                 let mut body = Vec::new();
-                for c in COMMANDS.iter().filter(|c| thin || !c.needs_trim) {
+                for c in COMMANDS.iter().filter(|c| features.offers(c)) {
                     body.extend(descriptor(c, rctd));
                 }
                 let mut d = (body.len() as u32).to_be_bytes().to_vec();
@@ -109,6 +130,35 @@ mod tests {
             &with_t[4..24],
             &[0, 0, 0, 0, 0, 2, 0, 6, 0, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 60]
         );
+    }
+
+    #[test]
+    fn supported_tmfs() {
+        let (_, d) = dev();
+        let mut c = [0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0];
+        assert_eq!(good(run(&d, &c, &[])), vec![0xDA, 0, 0, 0]);
+        c[2] = 0x80;
+        let ext = good(run(&d, &c, &[]));
+        assert_eq!(ext.len(), 16);
+        assert_eq!(&ext[..4], &[0xDA, 0, 0, 0x0C]);
+        c[9] = 3;
+        assert_invalid_cdb(&run(&d, &c, &[]), 6, None);
+        c[2] = 0x40;
+        c[9] = 4;
+        assert_invalid_cdb(&run(&d, &c, &[]), 2, Some(6));
+    }
+
+    #[test]
+    fn sanitize_is_reported_only_when_allowed() {
+        let (_, d) = dev();
+        assert_eq!(good(run(&d, &rsoc(2, 0x48, 1), &[])), vec![0, 1, 0, 0]);
+        let (_, s) = dev_with(64, 512, |c| c.sanitize = true);
+        for sa in [1u16, 2, 3, 0x1F] {
+            let data = good(run(&s, &rsoc(2, 0x48, sa), &[]));
+            assert_eq!(&data[..6], &[0, 3, 0, 10, 0x48, 0xA0 | sa as u8], "sa {sa}");
+        }
+        let data = good(run(&d, &rsoc(1, 0x9C, 0), &[]));
+        assert_eq!(&data[..6], &[0, 3, 0, 16, 0x9C, 0xF8]);
     }
 
     #[test]

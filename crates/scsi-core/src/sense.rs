@@ -37,6 +37,8 @@ pub struct Asc(pub u16);
 impl Asc {
     /// NONE.
     pub const NONE: Asc = Asc(0x0000);
+    /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
+    pub const SANITIZE_IN_PROGRESS: Asc = Asc(0x041B);
     /// LUN NOT READY INIT REQUIRED.
     pub const LUN_NOT_READY_INIT_REQUIRED: Asc = Asc(0x0402);
     /// WRITE ERROR.
@@ -65,6 +67,8 @@ impl Asc {
     pub const WRITE_PROTECTED: Asc = Asc(0x2700);
     /// SPACE ALLOCATION FAILED.
     pub const SPACE_ALLOCATION_FAILED: Asc = Asc(0x2707);
+    /// NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED.
+    pub const NOT_READY_TO_READY_CHANGE: Asc = Asc(0x2800);
     /// POWER ON RESET.
     pub const POWER_ON_RESET: Asc = Asc(0x2900);
     /// POWER ON OCCURRED.
@@ -93,6 +97,8 @@ impl Asc {
     pub const REPORTED_LUNS_DATA_CHANGED: Asc = Asc(0x3F0E);
     /// INTERNAL TARGET FAILURE.
     pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x4400);
+    /// MEDIUM REMOVAL PREVENTED.
+    pub const MEDIUM_REMOVAL_PREVENTED: Asc = Asc(0x5302);
     /// INSUFFICIENT REGISTRATION RESOURCES.
     pub const INSUFFICIENT_REGISTRATION_RESOURCES: Asc = Asc(0x5504);
 

@@ -22,6 +22,7 @@ impl Device {
         let data = take_data_out(req, len)?;
         let ranges = self.unmap_ranges(data)?;
         let bs = self.bs();
+        let _gate = self.shared_writes();
         for (lba, n) in ranges.into_iter().filter(|r| r.1 > 0) {
             self.store
                 .trim(lba * bs, n * bs)

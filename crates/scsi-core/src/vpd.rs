@@ -65,12 +65,15 @@ impl Device {
         d
     }
 
-    /// VPD B0h (page length 3Ch).
+    /// VPD B0h (page length 3Ch). WSNZ is 0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0
+    /// writes to the end of the medium. The atomic fields describe WRITE ATOMIC (16); atomic
+    /// boundaries are not supported.
     fn block_limits(&self) -> Vec<u8> {
         let mut b = vec![0u8; 0x3C];
-        b[0] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is refused
         b[1] = self.cfg.max_compare_write_blocks;
-        b[2..4].copy_from_slice(&1u16.to_be_bytes());
+        let per_physical = self.blocks_per_physical();
+        let granularity = u16::try_from(per_physical).unwrap_or(u16::MAX);
+        b[2..4].copy_from_slice(&granularity.to_be_bytes());
         let max = self.max_transfer_blocks();
         b[4..8].copy_from_slice(&max.to_be_bytes());
         b[8..12].copy_from_slice(&max.to_be_bytes());
@@ -78,18 +81,26 @@ impl Device {
         if self.thin() {
             b[16..20].copy_from_slice(&self.cfg.max_unmap_blocks.to_be_bytes());
             b[20..24].copy_from_slice(&self.cfg.max_unmap_descriptors.to_be_bytes());
-            b[24..28].copy_from_slice(&1u32.to_be_bytes());
+            b[24..28].copy_from_slice(&per_physical.to_be_bytes());
         }
         b[32..40].copy_from_slice(&self.cfg.max_write_same_blocks.to_be_bytes());
+        let unit = self.atomic_unit();
+        b[40..44].copy_from_slice(&self.max_atomic_blocks().to_be_bytes());
+        b[44..48].copy_from_slice(&unit.to_be_bytes());
+        b[48..52].copy_from_slice(&unit.to_be_bytes());
         b
     }
 
     /// VPD B1h (page length 3Ch): rotation rate 1 (non-rotating) unless the store is
-    /// rotational (then not reported).
+    /// rotational (then not reported). When SANITIZE BLOCK ERASE / CRYPTO ERASE are offered,
+    /// WABEREQ and WACEREQ are 01b: reads after them succeed (deallocated blocks read zero).
     fn block_characteristics(&self) -> Vec<u8> {
         let mut b = vec![0u8; 0x3C];
         let rate: u16 = if self.caps.rotational { 0 } else { 1 };
         b[0..2].copy_from_slice(&rate.to_be_bytes());
+        if self.cfg.sanitize && self.thin() {
+            b[3] = 0x40 | 0x10;
+        }
         b
     }
 
@@ -153,11 +164,31 @@ mod tests {
         let (_, d) = dev();
         let p = vpd(&d, 0xB0);
         assert_eq!(p.len(), 64);
-        assert_eq!(&p[..6], &[0, 0xB0, 0, 0x3C, 1, 1]);
+        assert_eq!(&p[..8], &[0, 0xB0, 0, 0x3C, 0, 1, 0, 1]);
         assert_eq!(&p[8..12], &131072u32.to_be_bytes());
         assert_eq!(&p[20..24], &(1u32 << 20).to_be_bytes());
         assert_eq!(&p[24..28], &512u32.to_be_bytes());
+        assert_eq!(&p[28..32], &1u32.to_be_bytes());
         assert_eq!(&p[36..44], &(1u64 << 22).to_be_bytes());
+        assert_eq!(&p[44..48], &131072u32.to_be_bytes());
+        assert_eq!(&p[48..52], &8u32.to_be_bytes());
+        assert_eq!(&p[52..56], &8u32.to_be_bytes());
+        assert_eq!(&p[56..64], &[0; 8]);
+    }
+
+    #[test]
+    fn block_limits_with_physical_blocks() {
+        let (_, d) = dev_with(1024, 512, |c| {
+            c.physical_block_size = 4096;
+            c.max_transfer_bytes = 100 * 512;
+        });
+        let p = vpd(&d, 0xB0);
+        assert_eq!(&p[6..8], &[0, 8]);
+        assert_eq!(&p[28..32], &8u32.to_be_bytes());
+        assert_eq!(&p[44..48], &96u32.to_be_bytes());
+        let (_, d) = dev_with(64, 4096, |_| {});
+        let p = vpd(&d, 0xB0);
+        assert_eq!(&p[48..56], &[0, 0, 0, 2, 0, 0, 0, 2]);
     }
 
     #[test]
@@ -165,7 +196,9 @@ mod tests {
         let (_, d) = dev();
         assert_eq!(vpd(&d, 0xB2), vec![0, 0xB2, 0, 4, 0, 0xE4, 2, 0]);
         let p = vpd(&d, 0xB1);
-        assert_eq!(&p[..6], &[0, 0xB1, 0, 0x3C, 0, 1]);
+        assert_eq!(&p[..8], &[0, 0xB1, 0, 0x3C, 0, 1, 0, 0]);
+        let (_, s) = dev_with(64, 512, |c| c.sanitize = true);
+        assert_eq!(vpd(&s, 0xB1)[7], 0x50);
         let thick = thick_dev();
         assert_eq!(vpd(&thick, 0xB2), vec![0, 0xB2, 0, 4, 0, 0, 0, 0]);
         let p = vpd(&thick, 0xB0);

@@ -10,9 +10,12 @@ use crate::{Device, Request};
 const CHUNK: u64 = 1 << 20;
 
 impl Device {
-    /// WRITE SAME 10/16. NUMBER OF LOGICAL BLOCKS 0 is refused (WSNZ=1). With UNMAP and a
-    /// zero block the range is trimmed; a zero block is written with `write_zeroes`;
-    /// anything else is replicated block by block.
+    /// WRITE SAME 10/16. NUMBER OF LOGICAL BLOCKS 0 means every block from the LBA to the
+    /// end of the medium (WSNZ=0), bounded like any other length by the MAXIMUM WRITE SAME
+    /// LENGTH. With UNMAP the range is deallocated whatever the block holds (SBC-4 lets the
+    /// device server unmap each LBA instead of writing it; deallocated blocks then read as
+    /// zeroes, LBPRZ=1); otherwise a zero block is written with `write_zeroes` and anything else
+    /// is replicated block by block.
     pub(crate) fn write_same(&self, req: &Request) -> CmdResult {
         let sixteen = req.cdb[0] == op::WRITE_SAME_16;
         let r = cdb::block_range(req.cdb, false);
@@ -28,8 +31,14 @@ impl Device {
             return Err(Sense::invalid_cdb(1, Some(3)).into());
         }
         self.check_range(r.lba, r.blocks)?;
+        let blocks = match r.blocks {
+            // Zero blocks: to the end of the medium; an LBA past the last one is out of range.
+            0 if r.lba >= self.geo.num_blocks => return Err(Sense::lba_out_of_range().into()),
+            0 => self.geo.num_blocks - r.lba,
+            n => n,
+        };
         let len_at = if sixteen { 10 } else { 7 };
-        if r.blocks == 0 || r.blocks > self.cfg.max_write_same_blocks {
+        if blocks > self.cfg.max_write_same_blocks {
             return Err(Sense::invalid_cdb(len_at, None).into());
         }
         let bs = self.bs();
@@ -40,14 +49,15 @@ impl Device {
         } else {
             return Err(Sense::illegal(Asc::INVALID_FIELD_IN_IU).into());
         };
-        let (off, len) = (r.lba * bs, r.blocks * bs);
+        let (off, len) = (r.lba * bs, blocks * bs);
         let zero = block.iter().all(|b| *b == 0);
-        let res = if zero && unmap {
+        let _gate = self.shared_writes();
+        let res = if unmap {
             self.store.trim(off, len)
         } else if zero {
             self.store.write_zeroes(off, len)
         } else {
-            return self.write_pattern(r.lba, r.blocks, &block);
+            return self.write_pattern(r.lba, blocks, &block);
         };
         res.map_err(|e| Sense::from_io(&e, true))?;
         self.flush_if_write_through()?;
@@ -55,7 +65,7 @@ impl Device {
     }
 
     /// Writes `block` to every block of the range, a chunk at a time.
-    fn write_pattern(&self, lba: u64, blocks: u64, block: &[u8]) -> CmdResult {
+    pub(crate) fn write_pattern(&self, lba: u64, blocks: u64, block: &[u8]) -> CmdResult {
         let bs = self.bs();
         let per_chunk = (CHUNK / bs).max(1);
         let buf: Vec<u8> = block
@@ -121,17 +131,50 @@ mod tests {
     }
 
     #[test]
-    fn write_same_unmap_nonzero_writes() {
+    fn write_same_unmap_deallocates_whatever_the_block() {
         let (s, d) = dev();
+        s.data.lock().unwrap().fill(1);
         good(run(&d, &cdb10(0x41, 0x08, 0, 2), &[5; 512]));
-        assert!(s.data.lock().unwrap()[..1024].iter().all(|b| *b == 5));
+        assert_eq!(
+            s.calls(),
+            vec![Call::Trim {
+                offset: 0,
+                len: 1024
+            }]
+        );
+        assert!(s.data.lock().unwrap()[..1024].iter().all(|b| *b == 0));
+        let thick = thick_dev();
+        good(run(&thick, &cdb10(0x41, 0, 0, 2), &[5; 512]));
+    }
+
+    #[test]
+    fn write_same_zero_blocks_runs_to_the_end() {
+        let (s, d) = dev();
+        good(run(&d, &cdb10(0x41, 0, 1000, 0), &[9; 512]));
+        let m = s.data.lock().unwrap();
+        assert!(m[1000 * 512..].iter().all(|b| *b == 9));
+        assert_eq!(m[999 * 512 + 511], 0);
+        drop(m);
+        good(run(&d, &cdb16(0x93, 0x08, 0, 0), &[0; 512]));
+        assert_eq!(
+            s.calls().last(),
+            Some(&Call::Trim {
+                offset: 0,
+                len: 1024 * 512
+            })
+        );
+        let (_, small) = dev_with(64, 512, |c| c.max_write_same_blocks = 8);
+        assert_invalid_cdb(&run(&small, &cdb10(0x41, 0, 0, 0), &[0; 512]), 7, None);
+        good(run(&small, &cdb16(0x93, 0, 56, 0), &[0; 512]));
     }
 
     #[test]
     fn write_same_errors() {
         let (_, d) = dev();
-        assert_invalid_cdb(&run(&d, &cdb10(0x41, 0, 0, 0), &[0; 512]), 7, None);
         assert_sense(&run(&d, &cdb10(0x41, 0, 1025, 0), &[0; 512]), 5, 0x2100);
+        assert_sense(&run(&d, &cdb10(0x41, 0, 1024, 0), &[0; 512]), 5, 0x2100);
+        assert_sense(&run(&d, &cdb10(0x41, 0, u32::MAX, 0), &[0; 512]), 5, 0x2100);
+        assert_sense(&run(&d, &cdb16(0x93, 0, 1 << 63, 0), &[0; 512]), 5, 0x2100);
         assert_sense(&run(&d, &cdb16(0x93, 0, u64::MAX, 1), &[0; 512]), 5, 0x2100);
         assert_sense(&run(&d, &cdb10(0x41, 0, 1020, 5), &[0; 512]), 5, 0x2100);
         assert_invalid_cdb(&run(&d, &cdb10(0x41, 0x20, 0, 1), &[0; 512]), 1, Some(7));

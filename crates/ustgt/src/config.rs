@@ -19,8 +19,11 @@
 //! mmap = true                 # file: map a file in shared memory (tmpfs)
 //! queue-depth = 64           # aio only
 //! block-size = 4096          # optional, default 512
+//! physical-block-size = 4096 # optional: larger physical blocks (e.g. 512e)
 //! readonly = false
 //! wce = true
+//! removable = false          # removable medium: eject/load, PREVENT ALLOW MEDIUM REMOVAL
+//! sanitize = false           # allow SANITIZE (erases the whole LUN)
 //! serial = "..."             # optional
 //!
 //! [target.lun.inject]        # optional fault injection: the inject-* LUNSPEC options
@@ -43,7 +46,9 @@ use toml::Spanned;
 
 use store_inject::OPTION_NAMES;
 
-use crate::lunspec::{check_block_size, check_serial, LunSpec, StoreSpec, MAX_QUEUE_DEPTH};
+use crate::lunspec::{
+    check_block_size, check_physical_block_size, check_serial, LunSpec, StoreSpec, MAX_QUEUE_DEPTH,
+};
 use crate::size::parse_size;
 
 /// The iSCSI well-known port.
@@ -109,8 +114,11 @@ struct RawLun {
     size: Option<Spanned<RawSize>>,
     path: Option<Spanned<String>>,
     block_size: Option<Spanned<i64>>,
+    physical_block_size: Option<Spanned<i64>>,
     readonly: Option<Spanned<bool>>,
     wce: Option<Spanned<bool>>,
+    removable: Option<Spanned<bool>>,
+    sanitize: Option<Spanned<bool>>,
     serial: Option<Spanned<String>>,
     direct: Option<Spanned<bool>>,
     mmap: Option<Spanned<bool>>,
@@ -356,9 +364,21 @@ fn build_lun(spanned: &Spanned<RawLun>, ctx: &str, loc: &Locator) -> Result<LunS
             )
         })?;
     }
+    if let Some(pbs) = &raw.physical_block_size {
+        let value = u64::try_from(*pbs.get_ref()).unwrap_or(u64::MAX);
+        let checked = check_physical_block_size(value).map_err(|_| {
+            format!(
+                "invalid physical block size {} (expected a power of two from 512 to 65536)",
+                pbs.get_ref()
+            )
+        });
+        spec.physical_block_size = Some(checked.map_err(|e| loc.at(pbs, format!("{ctx}: {e}")))?);
+    }
     if let Some(ro) = &raw.readonly {
         spec.read_only = *ro.get_ref();
     }
+    spec.removable = flag(&raw.removable);
+    spec.sanitize = flag(&raw.sanitize);
     if let Some(wce) = &raw.wce {
         spec.write_cache = *wce.get_ref();
     }
@@ -370,10 +390,12 @@ fn build_lun(spanned: &Spanned<RawLun>, ctx: &str, loc: &Locator) -> Result<LunS
     if let Some(table) = &raw.inject {
         apply_inject(&mut spec, table, ctx, loc)?;
     }
-    spec.validate().map_err(|e| match &raw.size {
-        Some(s) => loc.at(s, format!("{ctx}: {e}")),
-        None => loc.at(spanned, format!("{ctx}: {e}")),
-    })?;
+    spec.validate()
+        .map_err(|e| match (&raw.physical_block_size, &raw.size) {
+            (Some(p), _) if e.starts_with("physical") => loc.at(p, format!("{ctx}: {e}")),
+            (_, Some(s)) => loc.at(s, format!("{ctx}: {e}")),
+            _ => loc.at(spanned, format!("{ctx}: {e}")),
+        })?;
     Ok(spec)
 }
 
@@ -1039,6 +1061,46 @@ iqn = "eui.02004567A425678D"
             e.starts_with("c.toml:6: ") && e.contains("not printable ASCII"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn scsi_options() {
+        let c = parse(
+            &with_lun(
+                "store = \"ram\"\nsize = \"1M\"\nremovable = true\nsanitize = true\n\
+                 physical-block-size = 4096",
+            ),
+            "c.toml",
+        )
+        .expect("parse");
+        let lun = &c.targets[0].luns[0].1;
+        assert!(lun.removable && lun.sanitize);
+        assert_eq!(lun.physical_block_size, Some(4096));
+        let c = parse(
+            &with_lun("store = \"ram\"\nsize = \"1M\"\nremovable = false"),
+            "c.toml",
+        )
+        .expect("parse");
+        let lun = &c.targets[0].luns[0].1;
+        assert!(!lun.removable && !lun.sanitize && lun.physical_block_size.is_none());
+        let e = err(&with_lun(
+            "store = \"ram\"\nsize = \"1M\"\nphysical-block-size = 3000",
+        ));
+        assert!(
+            e.starts_with("c.toml:6: ") && e.contains("invalid physical block size 3000"),
+            "{e}"
+        );
+        let e = err(&with_lun(
+            "store = \"ram\"\nsize = \"1M\"\nblock-size = 4096\nphysical-block-size = 512",
+        ));
+        assert!(
+            e.starts_with("c.toml:7: ") && e.contains("smaller than the block size 4096"),
+            "{e}"
+        );
+        let e = err(&with_lun(
+            "store = \"ram\"\nsize = \"1M\"\nsanitize = \"yes\"",
+        ));
+        assert!(e.starts_with("c.toml:6: "), "{e}");
     }
 
     #[test]

@@ -6,8 +6,14 @@
 //! file:PATH[,size=SIZE][,direct][,mmap=off][,OPT...]   regular file or block device
 //! aio:PATH[,size=SIZE][,direct][,queue-depth=N][,OPT...]   io_uring (file or device)
 //! null:SIZE[,OPT...]                              discards writes, reads zeroes
-//! OPT := block-size=512|4096 | readonly[=on|off] | wce=on|off | serial=STR | inject-...
+//! OPT := block-size=512|4096 | physical-block-size=N | readonly[=on|off] | wce=on|off
+//!        | removable[=on|off] | sanitize[=on|off] | serial=STR | inject-...
 //! ```
+//!
+//! `physical-block-size` (a power of two from the logical block size to 64K, e.g. 4096 over
+//! 512-byte blocks for a "512e" disk) is reported as LOGICAL BLOCKS PER PHYSICAL BLOCK.
+//! `removable` exports a removable medium (RMB): START STOP UNIT ejects and loads it and PREVENT
+//! ALLOW MEDIUM REMOVAL locks it in. `sanitize` allows SANITIZE, which erases the whole LUN.
 //!
 //! `ram:` tells a size from a path this way: an argument containing `/` is a path, otherwise
 //! one that parses as a size is a size and anything else is a path (so `ram:1G` is 1 GiB of
@@ -82,6 +88,12 @@ pub struct LunSpec {
     pub read_only: bool,
     /// The write cache is enabled (WCE bit of the caching mode page); default on.
     pub write_cache: bool,
+    /// Physical block size in bytes, when larger than the logical block.
+    pub physical_block_size: Option<u32>,
+    /// The medium is removable (eject, load, prevent removal).
+    pub removable: bool,
+    /// SANITIZE is allowed.
+    pub sanitize: bool,
     /// Unit serial number (VPD page 80h); generated when absent.
     pub serial: Option<String>,
     /// Fault injection (empty: none).
@@ -94,6 +106,9 @@ pub const DEFAULT_BLOCK_SIZE: u32 = 512;
 /// Longest serial number accepted.
 pub const MAX_SERIAL_LEN: usize = 64;
 
+/// Largest physical block size accepted.
+pub const MAX_PHYSICAL_BLOCK_SIZE: u64 = 64 << 10;
+
 impl LunSpec {
     /// A LUN over `store` with default options.
     pub fn new(store: StoreSpec) -> LunSpec {
@@ -102,14 +117,35 @@ impl LunSpec {
             block_size: DEFAULT_BLOCK_SIZE,
             read_only: false,
             write_cache: true,
+            physical_block_size: None,
+            removable: false,
+            sanitize: false,
             serial: None,
             inject: InjectRules::default(),
         }
     }
 
+    /// Copies the LUN's SCSI options (read-only, write cache, removable medium, SANITIZE,
+    /// physical block size) into the device configuration.
+    pub fn apply_to(&self, cfg: &mut scsi_core::DeviceConfig) {
+        cfg.read_only = self.read_only;
+        cfg.write_cache = self.write_cache;
+        cfg.removable = self.removable;
+        cfg.sanitize = self.sanitize;
+        cfg.physical_block_size = self.physical_block_size.unwrap_or(0);
+    }
+
     /// Checks settings that depend on each other: sizes must be non-zero multiples of the
-    /// block size.
+    /// block size, and a physical block holds a whole number of logical blocks.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(p) = self.physical_block_size {
+            if p < self.block_size {
+                return Err(format!(
+                    "physical block size {p} is smaller than the block size {}",
+                    self.block_size
+                ));
+            }
+        }
         match self.store.size() {
             Some(0) => Err("size must not be zero".into()),
             Some(n) if n % u64::from(self.block_size) != 0 => Err(format!(
@@ -128,6 +164,12 @@ impl LunSpec {
                 self.read_only = value.map_or(Ok(true), |v| parse_switch(key, v))?
             }
             "wce" => self.write_cache = parse_switch(key, required(key, value)?)?,
+            "physical-block-size" => {
+                self.physical_block_size =
+                    Some(check_physical_block_size_text(required(key, value)?)?)
+            }
+            "removable" => self.removable = value.map_or(Ok(true), |v| parse_switch(key, v))?,
+            "sanitize" => self.sanitize = value.map_or(Ok(true), |v| parse_switch(key, v))?,
             "serial" => self.serial = Some(check_serial(required(key, value)?)?),
             _ => return self.inject.apply_option(key, value),
         }
@@ -165,6 +207,25 @@ pub fn check_block_size(value: u64) -> Result<u32, String> {
         4096 => Ok(4096),
         _ => Err(format!("invalid block size {value} (expected 512 or 4096)")),
     }
+}
+
+/// Checks a physical block size: a power of two from 512 to [`MAX_PHYSICAL_BLOCK_SIZE`].
+pub fn check_physical_block_size(value: u64) -> Result<u32, String> {
+    if value.is_power_of_two() && (512..=MAX_PHYSICAL_BLOCK_SIZE).contains(&value) {
+        return Ok(value as u32);
+    }
+    Err(format!(
+        "invalid physical block size {value} (expected a power of two from 512 to 65536)"
+    ))
+}
+
+fn check_physical_block_size_text(value: &str) -> Result<u32, String> {
+    let n = value.parse::<u64>().map_err(|_| {
+        format!(
+            "invalid physical block size \"{value}\" (expected a power of two from 512 to 65536)"
+        )
+    })?;
+    check_physical_block_size(n)
 }
 
 fn check_block_size_text(value: &str) -> Result<u32, String> {
@@ -367,7 +428,7 @@ pub fn parse_lun_spec(text: &str) -> Result<LunSpec, String> {
             .map_err(|e| format!("invalid LUN \"{text}\": {e}"))?;
         if !known {
             return Err(format!(
-                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, readonly, wce, serial, lock, direct, mmap, queue-depth or inject-...)"
+                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, physical-block-size, readonly, wce, removable, sanitize, serial, lock, direct, mmap, queue-depth or inject-...)"
             ));
         }
     }
@@ -630,6 +691,42 @@ mod tests {
             "{e}"
         );
         assert!(err("ram:1M,inject-foo=1").contains("unknown option \"inject-foo\""));
+    }
+
+    #[test]
+    fn scsi_options() {
+        let s = ok("ram:1G,removable,sanitize,physical-block-size=4096");
+        assert!(s.removable && s.sanitize);
+        assert_eq!(s.physical_block_size, Some(4096));
+        let d = ok("ram:1G");
+        assert!(!d.removable && !d.sanitize && d.physical_block_size.is_none());
+        assert!(!ok("ram:1M,removable=off").removable);
+        assert!(ok("ram:1M,sanitize=on").sanitize);
+        assert!(ok("file:/a,removable").removable);
+        let big = ok("ram:1M,block-size=4096,physical-block-size=16384");
+        assert_eq!(big.physical_block_size, Some(16384));
+        let mut cfg = scsi_core::DeviceConfig::new("x".into());
+        ok("ram:1M,readonly,wce=off,removable,sanitize,physical-block-size=4096")
+            .apply_to(&mut cfg);
+        assert!(cfg.read_only && !cfg.write_cache && cfg.removable && cfg.sanitize);
+        assert_eq!(cfg.physical_block_size, 4096);
+        let mut cfg = scsi_core::DeviceConfig::new("y".into());
+        ok("ram:1M").apply_to(&mut cfg);
+        assert!(!cfg.read_only && cfg.write_cache && !cfg.removable && !cfg.sanitize);
+        assert_eq!(cfg.physical_block_size, 0);
+    }
+
+    #[test]
+    fn scsi_option_errors() {
+        assert!(err("ram:1M,physical-block-size=1000").contains("invalid physical block size 1000"));
+        assert!(err("ram:1M,physical-block-size=256").contains("from 512 to 65536"));
+        assert!(err("ram:1M,physical-block-size=131072").contains("invalid physical block size"));
+        assert!(err("ram:1M,physical-block-size=big").contains("\"big\""));
+        assert!(err("ram:1M,physical-block-size").contains("needs a value"));
+        assert!(err("ram:1M,block-size=4096,physical-block-size=512")
+            .contains("physical block size 512 is smaller than the block size 4096"));
+        assert!(err("ram:1M,removable=maybe").contains("option \"removable\": invalid value"));
+        assert!(err("ram:1M,sanitize=2").contains("option \"sanitize\": invalid value"));
     }
 
     #[test]

@@ -148,8 +148,7 @@ fn build_target(t: &TargetSpec, described: &mut Vec<String>) -> Result<ExportedT
     for (id, spec) in &t.luns {
         let store = stores::open_store(spec).map_err(|e| format!("{} LUN {id}: {e}", t.iqn))?;
         let mut cfg = DeviceConfig::new(serial_for(&t.iqn, *id, spec));
-        cfg.read_only = spec.read_only;
-        cfg.write_cache = spec.write_cache;
+        spec.apply_to(&mut cfg);
         described.push(format!("{} LUN {id}: {}", t.iqn, store.describe()));
         luns.push((*id, Arc::new(Device::new(store, cfg))));
     }
