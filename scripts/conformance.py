@@ -2,7 +2,7 @@
 """Score ustgt against libiscsi's conformance suite (iscsi-test-cu) on one scratch LUN.
 
     scripts/conformance.py [--tests PATTERN] [--expect FILE] [--json FILE] [--timeout S]
-                           [--allow-sanitize] URL
+                           [--allow-sanitize] [--multipath] URL
 
 Every test iscsi-test-cu runs is classed as pass (passed without a [SKIPPED] note), skip
 (passed only by skipping) or fail (an assertion failed, or the test never finished because the
@@ -10,7 +10,9 @@ target hung or dropped the session). Prints the tests that did not pass, then a 
 'conformance: N passed, N failed, N skipped'. With --expect, every test named in FILE (one
 SUITE.Test a line, '#' starts a comment) must pass, or the exit status is 1.
 The LUN is overwritten: destructive tests run. --allow-sanitize passes the suite's own
---allow-sanitize flag, so the Sanitize tests run (they erase the whole LUN).
+--allow-sanitize flag, so the Sanitize tests run (they erase the whole LUN). --multipath gives
+the suite the URL twice, so the MultipathIO tests run over two sessions (two I_T nexuses) to the
+same LUN.
 """
 import argparse
 import json
@@ -61,6 +63,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=1500)
     ap.add_argument("--allow-sanitize", action="store_true",
                     help="let the suite run the SANITIZE tests (iscsi-test-cu --allow-sanitize)")
+    ap.add_argument("--multipath", action="store_true",
+                    help="give iscsi-test-cu the URL twice: two paths (sessions) to the LUN")
     args = ap.parse_args()
     if not shutil.which("iscsi-test-cu"):
         sys.exit("conformance: iscsi-test-cu not found (install Debian's libiscsi-bin)")
@@ -68,6 +72,8 @@ def main():
     if args.allow_sanitize:
         cmd.append("--allow-sanitize")
     cmd.append(args.url)
+    if args.multipath:
+        cmd.append(args.url)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                              timeout=args.timeout).stdout

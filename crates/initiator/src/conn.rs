@@ -148,6 +148,18 @@ impl Connection {
         }
     }
 
+    /// Give up the connection for raw use elsewhere (e.g. a non-blocking load loop): the
+    /// socket and the received bytes not yet decoded. Fails with [`Error::Protocol`] while part
+    /// of a PDU is buffered in the decoder, since those bytes could not be handed over.
+    pub fn into_stream(self) -> Result<(TcpStream, Vec<u8>)> {
+        if !self.decoder.is_idle() {
+            return Err(Error::Protocol(
+                "a partly received PDU is buffered in the decoder".into(),
+            ));
+        }
+        Ok((self.stream, self.pending))
+    }
+
     /// Close our side (both directions).
     pub fn shutdown(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -245,6 +257,24 @@ mod tests {
         );
         let diff: Vec<usize> = (0..good.len()).filter(|&i| good[i] != dd[i]).collect();
         assert_eq!(diff, vec![good.len() - 4]);
+    }
+
+    #[test]
+    fn into_stream_hands_over_undecoded_bytes_only_at_a_pdu_boundary() {
+        let (mut c, mut s) = pair();
+        let mut bytes = Vec::new();
+        let pdu = Pdu::new(NopIn::default(), Vec::new());
+        encode(&pdu, DigestConfig::default(), &mut bytes);
+        s.write_all(&bytes).expect("write");
+        c.recv(Duration::from_secs(2)).expect("pdu");
+        let (stream, rest) = c.into_stream().expect("idle");
+        assert!(rest.is_empty());
+        assert_eq!(stream.peer_addr().ok(), s.local_addr().ok());
+
+        let (mut c, mut s) = pair();
+        s.write_all(&bytes[..20]).expect("write");
+        assert!(c.recv(Duration::from_millis(50)).is_err());
+        assert!(matches!(c.into_stream(), Err(Error::Protocol(_))));
     }
 
     #[test]

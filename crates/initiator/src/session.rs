@@ -125,6 +125,21 @@ impl Session {
         &mut self.conn
     }
 
+    /// End this object's control of the session and hand over its connection (for example to
+    /// drive it without blocking); the sequence numbers must be taken first ([`Session::cmd_sn`],
+    /// [`Session::exp_stat_sn`], [`Session::cmd_window`]). Fails with [`Error::Protocol`] while
+    /// commands are in flight or received PDUs are unclaimed.
+    pub fn into_connection(self) -> Result<Connection> {
+        if !self.tasks.is_empty() || !self.inbox.is_empty() {
+            return Err(Error::Protocol(format!(
+                "{} commands in flight and {} unclaimed PDUs",
+                self.tasks.len(),
+                self.inbox.len()
+            )));
+        }
+        Ok(self.conn)
+    }
+
     /// Send one PDU as is (with the negotiated digests).
     pub fn send_pdu(&mut self, pdu: &Pdu) -> Result<()> {
         self.conn.send(pdu)

@@ -155,6 +155,7 @@ pub fn data_out_len(cdb: &[u8], block_size: u32) -> u32 {
         op::MODE_SELECT_6 => u64::from(byte(cdb, 4)),
         op::MODE_SELECT_10 | op::UNMAP => u64::from(be16(cdb, 7)),
         op::PERSISTENT_RESERVE_OUT => u64::from(be32(cdb, 5)),
+        op::EXTENDED_COPY => u64::from(be32(cdb, 10)),
         _ => 0,
     };
     u32::try_from(bytes).unwrap_or(u32::MAX)

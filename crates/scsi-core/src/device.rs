@@ -1,14 +1,16 @@
 //! The block device: configuration, shared state and command dispatch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use backstore::{BlockStore, Capabilities, Geometry};
 
 use crate::cdb;
+use crate::copy_results::CopyResults;
 use crate::mode::ModeState;
 use crate::opcodes::{self, op, CmdInfo, Features, LookupError};
 use crate::persistent::PrState;
+use crate::pr_persist::{PrPersistence, PrSnapshot};
 use crate::sense::{CmdError, CmdResult, Sense};
 use crate::unit_attention::UnitAttentions;
 use crate::{NexusId, Request, Response, Status};
@@ -45,6 +47,12 @@ pub struct DeviceConfig {
     pub removable: bool,
     /// SANITIZE is allowed (without it the command is not supported).
     pub sanitize: bool,
+    /// Where persistent reservations are saved when APTPL is requested (none: APTPL is not
+    /// supported).
+    pub pr_store: Option<PrPersistence>,
+    /// Offer logical block provisioning (UNMAP, WRITE SAME with UNMAP, GET LBA STATUS, LBPME)
+    /// when the store can deallocate; off: the LUN is reported fully provisioned.
+    pub thin: bool,
     /// Physical block size in bytes: a power-of-two multiple of the logical block size, or 0
     /// for "same as the logical block" (LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT).
     pub physical_block_size: u32,
@@ -69,6 +77,8 @@ impl DeviceConfig {
             max_compare_write_blocks: 1,
             removable: false,
             sanitize: false,
+            thin: true,
+            pr_store: None,
             physical_block_size: 0,
         }
     }
@@ -82,6 +92,20 @@ pub fn default_naa(serial: &str) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     (3 << 60) | (h & 0x0FFF_FFFF_FFFF_FFFF)
+}
+
+/// The persistent reservations saved in the configured store (none when there is no store,
+/// nothing saved, or the saved state cannot be read: configuration checks report that before
+/// the device is built, see [`crate::check_pr_state`]).
+fn restore_pr(cfg: &DeviceConfig) -> PrState {
+    let saved = cfg
+        .pr_store
+        .as_ref()
+        .and_then(|s| s.0.load().ok().flatten());
+    match saved.map(|b| PrSnapshot::decode(&b)) {
+        Some(Ok(snapshot)) => PrState::restore(&snapshot),
+        _ => PrState::default(),
+    }
 }
 
 /// `req` with its CDB copied into `buf`, zero padded to at least 16 bytes.
@@ -106,6 +130,10 @@ pub(crate) struct State {
     pub medium_present: bool,
     /// I_T nexuses that prevent medium removal (PREVENT ALLOW MEDIUM REMOVAL).
     pub prevent: BTreeSet<NexusId>,
+    /// Held EXTENDED COPY status, for RECEIVE COPY RESULTS.
+    pub copies: CopyResults,
+    /// Initiator port names of the nexuses the transport named (`name,i,0xisid`).
+    pub names: HashMap<NexusId, String>,
 }
 
 /// One SCSI block device (logical unit) over a [`BlockStore`]. `Send + Sync`: `execute` may
@@ -143,9 +171,11 @@ impl Device {
             ua: UnitAttentions::default(),
             mode: ModeState::new(cfg.write_cache),
             reserved_by: None,
-            pr: PrState::default(),
+            pr: restore_pr(&cfg),
             medium_present: true,
             prevent: BTreeSet::new(),
+            copies: CopyResults::default(),
+            names: HashMap::new(),
         };
         Device {
             store,
@@ -173,9 +203,10 @@ impl Device {
         self.cfg.read_only || self.caps.read_only
     }
 
-    /// Thin provisioning (UNMAP, WRITE SAME with UNMAP, GET LBA STATUS) is offered.
+    /// Thin provisioning (UNMAP, WRITE SAME with UNMAP, GET LBA STATUS) is offered: the
+    /// store can deallocate and the configuration allows it.
     pub fn thin(&self) -> bool {
-        self.caps.trim
+        self.caps.trim && self.cfg.thin
     }
 
     /// The optional command sets this logical unit offers.
@@ -208,6 +239,18 @@ impl Device {
         let inner = pad_cdb(req, &mut padded);
         let wanted = cdb::data_out_len(inner.cdb, self.geo.block_size);
         let result = self.run(&inner, req.cdb.len());
+        self.respond(result, wanted)
+    }
+
+    /// Executes one EXTENDED COPY whose copy targets `resolve` finds among the logical units
+    /// visible to the requester (the LUN table the command came through).
+    pub(crate) fn execute_copy(&self, req: &Request, resolve: crate::xcopy::Resolver) -> Response {
+        let mut padded = [0u8; 32];
+        let inner = pad_cdb(req, &mut padded);
+        let wanted = cdb::data_out_len(inner.cdb, self.geo.block_size);
+        let result = self
+            .prepare(&inner, req.cdb.len())
+            .and_then(|_| self.extended_copy(&inner, resolve));
         self.respond(result, wanted)
     }
 
@@ -319,6 +362,8 @@ impl Device {
             op::RELEASE_6 | op::RELEASE_10 => self.release(req),
             op::PERSISTENT_RESERVE_IN => self.pr_in(req),
             op::PERSISTENT_RESERVE_OUT => self.pr_out(req),
+            op::EXTENDED_COPY => self.extended_copy(req, &|_| None),
+            op::RECEIVE_COPY_RESULTS => self.receive_copy_results(req),
             op::MAINTENANCE_IN => match info.sa {
                 Some(op::SA_REPORT_SUPPORTED_TMFS) => self.report_supported_tmfs(req),
                 _ => self.report_supported_opcodes(req),
@@ -361,6 +406,7 @@ impl Device {
         st.reserved_by = None;
         st.prevent.clear();
         st.mode.reset(self.cfg.write_cache);
+        st.copies.clear();
         match requester {
             Some(n) => st.ua.establish_others(n, asc),
             None => st.ua.establish_all(asc),
@@ -375,7 +421,19 @@ impl Device {
             st.reserved_by = None;
         }
         st.prevent.remove(&nexus);
+        st.copies.forget(nexus);
+        st.names.remove(&nexus);
         st.ua.forget(nexus);
+    }
+
+    /// Names the initiator port of an I_T nexus (`name,i,0xisid`, as in an iSCSI TransportID),
+    /// for persistent reservations: READ FULL STATUS reports it, REGISTER AND MOVE and saved
+    /// registrations (APTPL) find the nexus by it.
+    pub fn name_nexus(&self, nexus: NexusId, port: &str) {
+        let port = crate::transport_id::normalize(port);
+        let mut st = self.lock();
+        st.pr.bind(nexus, &port);
+        st.names.insert(nexus, port);
     }
 
     /// Flushes the store.
@@ -454,7 +512,7 @@ mod tests {
         assert_eq!((c.vendor.as_str(), c.product.as_str()), ("USTGT", "ustgt"));
         assert_eq!(c.naa, default_naa("abc"));
         assert!(c.write_cache && !c.read_only);
-        assert!(!c.removable && !c.sanitize);
+        assert!(!c.removable && !c.sanitize && c.thin);
         assert_eq!(c.physical_block_size, 0);
     }
 }

@@ -11,8 +11,9 @@
 //! only the whole blocks received are written and the command succeeds; the transport reports
 //! the overflow residual from [`Response::data_out_wanted`] (this is what libiscsi's residual
 //! tests and LIO expect). Commands whose parameter data must be complete (COMPARE AND WRITE,
-//! WRITE SAME, UNMAP, MODE SELECT, PERSISTENT RESERVE OUT, VERIFY with BYTCHK) end with CHECK
-//! CONDITION, ILLEGAL REQUEST / INVALID FIELD IN COMMAND INFORMATION UNIT (0Eh/03h) instead.
+//! WRITE SAME, UNMAP, MODE SELECT, PERSISTENT RESERVE OUT, EXTENDED COPY, VERIFY with BYTCHK) end
+//! with CHECK CONDITION, ILLEGAL REQUEST / INVALID FIELD IN COMMAND INFORMATION UNIT (0Eh/03h)
+//! instead.
 //! Extra Data-Out bytes beyond what a command needs are ignored (underflow residual).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ mod atomic;
 mod capacity;
 mod cdb;
 mod compare_write;
+mod copy_results;
 mod device;
 mod inquiry;
 mod lba_status;
@@ -30,6 +32,8 @@ mod misc;
 mod mode;
 mod opcodes;
 mod persistent;
+mod pr_out;
+mod pr_persist;
 mod read_write;
 mod removable;
 mod report_luns;
@@ -43,14 +47,17 @@ mod unmap;
 mod verify;
 mod vpd;
 mod write_same;
+mod xcopy;
 
 #[cfg(test)]
 mod testutil;
+mod transport_id;
 
 pub use async_io::{PendingIo, Started};
 pub use backstore::{IoDone, IoOp, IoQueue};
 pub use device::{default_naa, Device, DeviceConfig};
 pub use lun_table::LunTable;
+pub use pr_persist::{check_pr_state, PrPersistence, PrSnapshot, PrStore};
 pub use report_luns::{decode_lun, encode_lun};
 pub use sense::{Asc, Sense, SenseKey};
 

@@ -15,6 +15,8 @@ use crate::{Device, DeviceConfig, NexusId, Request, Response, Started};
 /// The logical units of one target, by LUN number.
 pub struct LunTable {
     luns: RwLock<BTreeMap<u64, Arc<Device>>>,
+    /// Initiator port names of the logged-in nexuses, for LUNs mapped later.
+    names: RwLock<BTreeMap<NexusId, String>>,
 }
 
 impl std::fmt::Debug for LunTable {
@@ -30,6 +32,7 @@ impl LunTable {
     pub fn new(luns: Vec<(u64, Arc<Device>)>) -> LunTable {
         LunTable {
             luns: RwLock::new(luns.into_iter().collect()),
+            names: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -51,8 +54,16 @@ impl LunTable {
         self.read().keys().copied().collect()
     }
 
+    /// The logical unit of this table that VPD 83h designator `d` names.
+    fn designated(&self, d: &crate::xcopy::Designation) -> Option<Arc<Device>> {
+        self.read().values().find(|dev| dev.designates(d)).cloned()
+    }
+
     /// Maps (or replaces) a LUN and establishes REPORTED LUNS DATA HAS CHANGED on every LUN.
     pub fn map(&self, lun: u64, dev: Arc<Device>) {
+        for (n, port) in self.names.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            dev.name_nexus(*n, port);
+        }
         self.write().insert(lun, dev);
         self.report_luns_changed();
     }
@@ -80,6 +91,9 @@ impl LunTable {
         let opcode = byte(req.cdb, 0);
         let mut resp = match (&dev, opcode) {
             (_, op::REPORT_LUNS) => self.report_luns(dev.as_deref(), req),
+            (Some(d), op::EXTENDED_COPY) => {
+                return d.execute_copy(req, &|des| self.designated(des));
+            }
             (Some(d), _) => return d.execute(req),
             (None, op::INQUIRY) => unmapped_inquiry(req),
             (None, op::REQUEST_SENSE) => {
@@ -162,8 +176,25 @@ impl LunTable {
         let _ = (lun, nexus);
     }
 
+    /// Names the initiator port of an I_T nexus at login: `name,i,0xisid` (the iSCSI
+    /// initiator name and the ISID in hex), the form of an iSCSI TransportID. Persistent
+    /// reservations use it (READ FULL STATUS, REGISTER AND MOVE, APTPL).
+    pub fn name_nexus(&self, nexus: NexusId, initiator_port: &str) {
+        self.names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(nexus, initiator_port.to_string());
+        for d in self.read().values() {
+            d.name_nexus(nexus, initiator_port);
+        }
+    }
+
     /// The I_T nexus is gone (session closed or dropped).
     pub fn nexus_lost(&self, nexus: NexusId) {
+        self.names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&nexus);
         for d in self.read().values() {
             d.nexus_lost(nexus);
         }
@@ -317,6 +348,20 @@ mod tests {
         assert_eq!(t.execute(1, &req(N1, &TUR)).status, Status::GOOD);
         t.nexus_lost(N1);
         assert_sense(&t.execute(1, &req(N1, &TUR)), 6, 0x2900);
+        t.name_nexus(N1, "iqn.x,i,0x1");
+        let (_, c) = dev();
+        t.map(2, Arc::new(c));
+        assert_eq!(
+            t.device(2)
+                .unwrap()
+                .lock()
+                .names
+                .get(&N1)
+                .map(String::as_str),
+            Some("iqn.x,i,0x1")
+        );
+        t.nexus_lost(N1);
+        assert!(t.device(1).unwrap().lock().names.is_empty());
         t.abort_task_set(1, N1);
         assert!(t.flush_all().is_ok());
     }

@@ -31,6 +31,8 @@ pub mod op {
     pub const MODE_SENSE_10: u8 = 0x5A;
     pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
     pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
+    pub const EXTENDED_COPY: u8 = 0x83;
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
@@ -338,6 +340,38 @@ pub static COMMANDS: &[CmdInfo] = &[
             Allowed,
         ),
         0x06,
+    ),
+    with_sa(
+        cmd(
+            PERSISTENT_RESERVE_OUT,
+            &[0x5F, 0x07, F8, 0, 0, F8, F8, F8, F8, 0x07],
+            Allowed,
+        ),
+        0x07,
+    ),
+    with_sa(
+        cmd(
+            EXTENDED_COPY,
+            &[0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, F8, F8, F8, F8, 0, 0x07],
+            Write,
+        ),
+        0x00,
+    ),
+    with_sa(
+        cmd(
+            RECEIVE_COPY_RESULTS,
+            &[0x84, 0x00, F8, 0, 0, 0, 0, 0, 0, 0, F8, F8, F8, F8, 0, 0x07],
+            Read,
+        ),
+        0x00,
+    ),
+    with_sa(
+        cmd(
+            RECEIVE_COPY_RESULTS,
+            &[0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, F8, F8, F8, F8, 0, 0x07],
+            Read,
+        ),
+        0x03,
     ),
     cmd(
         READ_16,

@@ -1,12 +1,18 @@
-//! PERSISTENT RESERVE IN / OUT (SPC-4 5.12, 6.15, 6.16): registrations, the six reservation
-//! types, release, clear and preempt. Registrations are kept in memory (APTPL is not
-//! supported).
+//! PERSISTENT RESERVE IN / OUT state (SPC-4 5.14, 6.15): registrations, the six reservation
+//! types, the conflict check and the PERSISTENT RESERVE IN service actions. The PERSISTENT
+//! RESERVE OUT service actions are in `pr_out.rs`, persistence across power loss (APTPL) in
+//! `pr_persist.rs`.
+//!
+//! A registration belongs to an I_T nexus and, when the transport has named it
+//! ([`crate::LunTable::name_nexus`]), to that initiator port: registrations restored from
+//! saved state or made by REGISTER AND MOVE for a port that has not logged in yet are bound to
+//! its nexus when the name appears.
 
-use crate::cdb::{be16, be32, be64, byte, clip};
-use crate::device::State;
+use crate::cdb::{be16, byte, clip};
 use crate::opcodes::Access;
-use crate::read_write::take_data_out;
-use crate::sense::{Asc, CmdError, CmdResult, Sense};
+use crate::pr_persist::PrSnapshot;
+use crate::sense::CmdResult;
+use crate::transport_id;
 use crate::{Device, NexusId, Request};
 
 /// Reservation types.
@@ -20,27 +26,46 @@ pub mod pr_type {
 }
 use pr_type::*;
 
+/// RELATIVE TARGET PORT IDENTIFIER of the one target port of a target.
+pub(crate) const TARGET_PORT: u16 = 1;
+
+/// One registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Identifies the registration (the reservation names its holder by it).
+    pub id: u64,
+    /// The reservation key.
+    pub key: u64,
+    /// The I_T nexus, once known.
+    pub nexus: Option<NexusId>,
+    /// The initiator port name (`name,i,0xisid`), when the transport gave it.
+    pub port: Option<String>,
+}
+
 /// The persistent reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
-    /// Holder; for the all-registrants types every registrant holds it.
-    pub holder: NexusId,
+    /// The holder's registration id; for the all-registrants types every registrant holds it.
+    pub holder: u64,
     pub kind: u8,
 }
 
 impl Reservation {
-    fn all_registrants(&self) -> bool {
+    pub(crate) fn all_registrants(&self) -> bool {
         matches!(self.kind, WRITE_EXCLUSIVE_AR | EXCLUSIVE_ACCESS_AR)
     }
 }
 
 /// Registrations and the reservation of one logical unit.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PrState {
-    /// (nexus, key), in registration order.
-    pub regs: Vec<(NexusId, u64)>,
+    /// In registration order.
+    pub regs: Vec<Registration>,
     pub generation: u32,
     pub reservation: Option<Reservation>,
+    /// Persist through power loss is activated (the APTPL bit of the last registration).
+    pub aptpl: bool,
+    next_id: u64,
 }
 
 impl PrState {
@@ -49,18 +74,41 @@ impl PrState {
         !self.regs.is_empty() || self.reservation.is_some()
     }
 
+    /// The registration of `nexus`.
+    pub fn reg_of(&self, nexus: NexusId) -> Option<&Registration> {
+        self.regs.iter().find(|r| r.nexus == Some(nexus))
+    }
+
     /// The key registered by `nexus`.
     pub fn key_of(&self, nexus: NexusId) -> Option<u64> {
-        self.regs.iter().find(|r| r.0 == nexus).map(|r| r.1)
+        self.reg_of(nexus).map(|r| r.key)
+    }
+
+    /// Adds a registration; returns its id.
+    pub(crate) fn add(&mut self, key: u64, nexus: Option<NexusId>, port: Option<String>) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.regs.push(Registration {
+            id,
+            key,
+            nexus,
+            port,
+        });
+        id
+    }
+
+    /// Whether registration `r` holds the reservation.
+    pub(crate) fn holds(&self, r: &Registration) -> bool {
+        match self.reservation {
+            Some(res) if res.all_registrants() => true,
+            Some(res) => res.holder == r.id,
+            None => false,
+        }
     }
 
     /// Whether `nexus` holds the reservation.
     pub fn is_holder(&self, nexus: NexusId) -> bool {
-        match self.reservation {
-            Some(r) if r.all_registrants() => self.key_of(nexus).is_some(),
-            Some(r) => r.holder == nexus,
-            None => false,
-        }
+        self.reg_of(nexus).is_some_and(|r| self.holds(r))
     }
 
     /// Whether a command of class `access` from `nexus` conflicts with the reservation.
@@ -80,28 +128,94 @@ impl PrState {
         }
     }
 
-    fn remove_where(&mut self, keep: impl Fn(&(NexusId, u64)) -> bool) -> Vec<NexusId> {
-        let removed = self.regs.iter().filter(|r| !keep(r)).map(|r| r.0).collect();
+    /// Removes the registrations `keep` refuses; returns their nexuses.
+    pub(crate) fn remove_where(&mut self, keep: impl Fn(&Registration) -> bool) -> Vec<NexusId> {
+        let removed = self
+            .regs
+            .iter()
+            .filter(|r| !keep(r))
+            .filter_map(|r| r.nexus)
+            .collect();
         self.regs.retain(keep);
         removed
     }
 
     /// Drops the reservation if its holder is no longer registered.
-    fn fix_reservation(&mut self) {
+    pub(crate) fn fix_reservation(&mut self) {
         if let Some(r) = self.reservation {
             let gone = if r.all_registrants() {
                 self.regs.is_empty()
             } else {
-                self.key_of(r.holder).is_none()
+                !self.regs.iter().any(|x| x.id == r.holder)
             };
             if gone {
                 self.reservation = None;
             }
         }
     }
+
+    /// Binds registrations of initiator port `port` that have no nexus yet to `nexus`, and
+    /// names the registration of `nexus`.
+    pub(crate) fn bind(&mut self, nexus: NexusId, port: &str) {
+        for r in &mut self.regs {
+            if r.nexus.is_none() && r.port.as_deref() == Some(port) {
+                r.nexus = Some(nexus);
+            } else if r.nexus == Some(nexus) && r.port.is_none() {
+                r.port = Some(port.to_string());
+            }
+        }
+    }
+
+    /// The saved form: named registrations only.
+    pub(crate) fn snapshot(&self) -> PrSnapshot {
+        let named: Vec<&Registration> = self.regs.iter().filter(|r| r.port.is_some()).collect();
+        let reservation = self.reservation.and_then(|res| {
+            if res.all_registrants() {
+                return Some((None, res.kind));
+            }
+            let i = named.iter().position(|r| r.id == res.holder)?;
+            Some((Some(i), res.kind))
+        });
+        PrSnapshot {
+            generation: self.generation,
+            aptpl: self.aptpl,
+            regs: named
+                .iter()
+                .map(|r| (r.key, r.port.clone().unwrap_or_default()))
+                .collect(),
+            reservation,
+        }
+    }
+
+    /// The state a saved snapshot describes (empty unless APTPL was active).
+    pub(crate) fn restore(s: &PrSnapshot) -> PrState {
+        let mut st = PrState {
+            generation: s.generation,
+            ..PrState::default()
+        };
+        if !s.aptpl {
+            return st;
+        }
+        st.aptpl = true;
+        let ids: Vec<u64> = s
+            .regs
+            .iter()
+            .map(|(key, port)| st.add(*key, None, Some(port.clone())))
+            .collect();
+        st.reservation = s.reservation.and_then(|(holder, kind)| {
+            let holder = match holder {
+                Some(i) => *ids.get(i)?,
+                None => 0,
+            };
+            Some(Reservation { holder, kind })
+        });
+        st.fix_reservation();
+        st
+    }
 }
 
-fn valid_type(t: u8) -> bool {
+/// Whether `t` is one of the six reservation types.
+pub(crate) fn valid_type(t: u8) -> bool {
     matches!(
         t,
         WRITE_EXCLUSIVE
@@ -111,12 +225,6 @@ fn valid_type(t: u8) -> bool {
             | WRITE_EXCLUSIVE_AR
             | EXCLUSIVE_ACCESS_AR
     )
-}
-
-/// Decoded PERSISTENT RESERVE OUT parameter list.
-struct ProutParams {
-    key: u64,
-    sa_key: u64,
 }
 
 impl Device {
@@ -130,8 +238,8 @@ impl Device {
         match byte(req.cdb, 1) & 0x1F {
             0x00 => {
                 d.extend_from_slice(&((pr.regs.len() * 8) as u32).to_be_bytes());
-                for (_, k) in &pr.regs {
-                    d.extend_from_slice(&k.to_be_bytes());
+                for r in &pr.regs {
+                    d.extend_from_slice(&r.key.to_be_bytes());
                 }
             }
             0x01 => match pr.reservation {
@@ -140,212 +248,58 @@ impl Device {
                     let key = if r.all_registrants() {
                         0
                     } else {
-                        pr.key_of(r.holder).unwrap_or(0)
+                        pr.regs
+                            .iter()
+                            .find(|x| x.id == r.holder)
+                            .map_or(0, |x| x.key)
                     };
                     d.extend_from_slice(&key.to_be_bytes());
                     d.extend_from_slice(&[0, 0, 0, 0, 0, r.kind, 0, 0]);
                 }
                 None => d.extend_from_slice(&[0; 4]),
             },
-            0x02 => {
-                // Length 8; TMV with all six types; ALLOW COMMANDS 0.
-                d = vec![0, 8, 0, 0x80, 0xEA, 0x01, 0, 0];
-            }
-            _ => d = self.pr_full_status(pr),
+            0x02 => d = self.pr_capabilities(pr),
+            _ => d = full_status(pr),
         }
         Ok(clip(d, alloc))
     }
 
-    /// READ FULL STATUS: one descriptor per registration, without a TransportID (the device
-    /// model does not know initiator port names).
-    fn pr_full_status(&self, pr: &PrState) -> Vec<u8> {
-        let mut d = pr.generation.to_be_bytes().to_vec();
-        d.extend_from_slice(&((pr.regs.len() * 24) as u32).to_be_bytes());
-        for (n, k) in &pr.regs {
-            d.extend_from_slice(&k.to_be_bytes());
-            d.extend_from_slice(&[0; 4]);
-            let holder = pr.is_holder(*n);
-            d.push(u8::from(holder));
-            d.push(if holder {
-                pr.reservation.map_or(0, |r| r.kind)
-            } else {
-                0
-            });
-            d.extend_from_slice(&[0; 4]);
-            d.extend_from_slice(&1u16.to_be_bytes());
-            d.extend_from_slice(&0u32.to_be_bytes());
-        }
-        d
-    }
-
-    /// PERSISTENT RESERVE OUT: REGISTER, RESERVE, RELEASE, CLEAR, PREEMPT (AND ABORT),
-    /// REGISTER AND IGNORE EXISTING KEY.
-    pub(crate) fn pr_out(&self, req: &Request) -> CmdResult {
-        let sa = byte(req.cdb, 1) & 0x1F;
-        let scope = byte(req.cdb, 2) >> 4;
-        let kind = byte(req.cdb, 2) & 0x0F;
-        let len = be32(req.cdb, 5);
-        if len != 24 {
-            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
-        }
-        let data = take_data_out(req, 24)?;
-        if byte(data, 20) & 0x0D != 0 {
-            // SPEC_I_PT, ALL_TG_PT and APTPL are not supported.
-            let bit = 7 - (byte(data, 20) & 0x0D).leading_zeros() as u8;
-            return Err(Sense::invalid_param(20, Some(bit)).into());
-        }
-        let p = ProutParams {
-            key: be64(data, 0),
-            sa_key: be64(data, 8),
-        };
-        let uses_type = matches!(sa, 0x01 | 0x02 | 0x04 | 0x05);
-        if uses_type && scope != 0 {
-            return Err(Sense::invalid_cdb(2, Some(7)).into());
-        }
-        if uses_type && !valid_type(kind) {
-            return Err(Sense::invalid_cdb(2, Some(3)).into());
-        }
-        let mut st = self.lock();
-        let n = req.nexus;
-        match sa {
-            0x00 => register(&mut st, n, &p, false),
-            0x06 => register(&mut st, n, &p, true),
-            0x01 => reserve(&mut st, n, &p, kind),
-            0x02 => release(&mut st, n, &p, kind),
-            0x03 => clear(&mut st, n, &p),
-            _ => preempt(&mut st, n, &p, kind),
-        }
+    /// REPORT CAPABILITIES: PTPL_C when a state store is configured, PTPL_A when APTPL is
+    /// active; TMV with all six types; ALLOW COMMANDS 0; no SIP_C, ATP_C or CRH.
+    fn pr_capabilities(&self, pr: &PrState) -> Vec<u8> {
+        let ptpl_c = u8::from(self.cfg.pr_store.is_some());
+        vec![0, 8, ptpl_c, 0x80 | u8::from(pr.aptpl), 0xEA, 0x01, 0, 0]
     }
 }
 
-fn check_key(st: &State, n: NexusId, p: &ProutParams) -> Result<(), CmdError> {
-    match st.pr.key_of(n) {
-        Some(k) if k == p.key => Ok(()),
-        _ => Err(CmdError::Conflict),
+/// READ FULL STATUS: one descriptor per registration, with the iSCSI TransportID of its
+/// initiator port when the transport named it.
+fn full_status(pr: &PrState) -> Vec<u8> {
+    let mut body = Vec::new();
+    for r in &pr.regs {
+        body.extend_from_slice(&r.key.to_be_bytes());
+        body.extend_from_slice(&[0; 4]);
+        let holder = pr.holds(r);
+        body.push(u8::from(holder));
+        body.push(if holder {
+            pr.reservation.map_or(0, |res| res.kind)
+        } else {
+            0
+        });
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(&TARGET_PORT.to_be_bytes());
+        let tid = r
+            .port
+            .as_deref()
+            .map(transport_id::encode)
+            .unwrap_or_default();
+        body.extend_from_slice(&(tid.len() as u32).to_be_bytes());
+        body.extend(tid);
     }
-}
-
-fn register(st: &mut State, n: NexusId, p: &ProutParams, ignore: bool) -> CmdResult {
-    match st.pr.key_of(n) {
-        None => {
-            if !ignore && p.key != 0 {
-                return Err(CmdError::Conflict);
-            }
-            if p.sa_key != 0 {
-                st.pr.regs.push((n, p.sa_key));
-                st.pr.generation = st.pr.generation.wrapping_add(1);
-            }
-        }
-        Some(k) => {
-            if !ignore && k != p.key {
-                return Err(CmdError::Conflict);
-            }
-            if p.sa_key == 0 {
-                unregister(st, n);
-            } else if let Some(r) = st.pr.regs.iter_mut().find(|r| r.0 == n) {
-                r.1 = p.sa_key;
-            }
-            st.pr.generation = st.pr.generation.wrapping_add(1);
-        }
-    }
-    Ok(Vec::new())
-}
-
-/// Removes the registration of `n`, releasing a reservation it held.
-fn unregister(st: &mut State, n: NexusId) {
-    let before = st.pr.reservation;
-    st.pr.remove_where(|r| r.0 != n);
-    st.pr.fix_reservation();
-    if let (Some(r), None) = (before, st.pr.reservation) {
-        if matches!(r.kind, WRITE_EXCLUSIVE_RO | EXCLUSIVE_ACCESS_RO) {
-            notify(st, n, Asc::RESERVATIONS_RELEASED);
-        }
-    }
-}
-
-/// Establishes `asc` for every registrant but `except`.
-fn notify(st: &mut State, except: NexusId, asc: Asc) {
-    let targets: Vec<NexusId> = st
-        .pr
-        .regs
-        .iter()
-        .map(|r| r.0)
-        .filter(|x| *x != except)
-        .collect();
-    for t in targets {
-        st.ua.establish(t, asc);
-    }
-}
-
-fn reserve(st: &mut State, n: NexusId, p: &ProutParams, kind: u8) -> CmdResult {
-    check_key(st, n, p)?;
-    match st.pr.reservation {
-        None => {
-            st.pr.reservation = Some(Reservation { holder: n, kind });
-            Ok(Vec::new())
-        }
-        Some(r) if st.pr.is_holder(n) && r.kind == kind => Ok(Vec::new()),
-        Some(_) => Err(CmdError::Conflict),
-    }
-}
-
-fn release(st: &mut State, n: NexusId, p: &ProutParams, kind: u8) -> CmdResult {
-    check_key(st, n, p)?;
-    let Some(r) = st.pr.reservation else {
-        return Ok(Vec::new());
-    };
-    if !st.pr.is_holder(n) {
-        return Ok(Vec::new());
-    }
-    if r.kind != kind {
-        return Err(Sense::illegal(Asc::INVALID_RELEASE_OF_PR).into());
-    }
-    st.pr.reservation = None;
-    if !matches!(r.kind, WRITE_EXCLUSIVE | EXCLUSIVE_ACCESS) {
-        notify(st, n, Asc::RESERVATIONS_RELEASED);
-    }
-    Ok(Vec::new())
-}
-
-fn clear(st: &mut State, n: NexusId, p: &ProutParams) -> CmdResult {
-    check_key(st, n, p)?;
-    notify(st, n, Asc::RESERVATIONS_PREEMPTED);
-    st.pr.regs.clear();
-    st.pr.reservation = None;
-    st.pr.generation = st.pr.generation.wrapping_add(1);
-    Ok(Vec::new())
-}
-
-fn preempt(st: &mut State, n: NexusId, p: &ProutParams, kind: u8) -> CmdResult {
-    check_key(st, n, p)?;
-    let removed = match st.pr.reservation {
-        Some(r) if r.all_registrants() && p.sa_key == 0 => {
-            let removed = st.pr.remove_where(|x| x.0 == n);
-            st.pr.reservation = Some(Reservation { holder: n, kind });
-            removed
-        }
-        Some(r) if !r.all_registrants() && st.pr.key_of(r.holder) == Some(p.sa_key) => {
-            let removed = st.pr.remove_where(|x| x.1 != p.sa_key || x.0 == n);
-            st.pr.reservation = Some(Reservation { holder: n, kind });
-            removed
-        }
-        _ => {
-            if p.sa_key == 0 {
-                return Err(Sense::invalid_param(8, None).into());
-            }
-            let removed = st.pr.remove_where(|x| x.1 != p.sa_key);
-            if removed.is_empty() {
-                return Err(CmdError::Conflict);
-            }
-            st.pr.fix_reservation();
-            removed
-        }
-    };
-    for r in removed {
-        st.ua.establish(r, Asc::REGISTRATIONS_PREEMPTED);
-    }
-    st.pr.generation = st.pr.generation.wrapping_add(1);
-    Ok(Vec::new())
+    let mut d = pr.generation.to_be_bytes().to_vec();
+    d.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    d.extend(body);
+    d
 }
 
 #[cfg(test)]
@@ -526,7 +480,7 @@ mod tests {
         );
         assert_invalid_cdb(&prout(&d, N1, 1, 2, 0xAA, 0), 2, Some(3));
         assert_invalid_cdb(&prout(&d, N1, 1, 0x11, 0xAA, 0), 2, Some(7));
-        assert_invalid_cdb(&prout(&d, N1, 7, 1, 0xAA, 0), 1, Some(4));
+        assert_invalid_cdb(&prout(&d, N1, 8, 1, 0xAA, 0), 1, Some(4));
         let r = run_on(&d, N1, &[0x5F, 0, 0, 0, 0, 0, 0, 0, 20, 0], &[0; 20]);
         assert_sense(&r, 5, 0x1A00);
         let mut p = vec![0u8; 24];

@@ -24,6 +24,8 @@ impl SenseKey {
     pub const UNIT_ATTENTION: SenseKey = SenseKey(0x6);
     /// DATA PROTECT.
     pub const DATA_PROTECT: SenseKey = SenseKey(0x7);
+    /// COPY ABORTED.
+    pub const COPY_ABORTED: SenseKey = SenseKey(0xA);
     /// ABORTED COMMAND.
     pub const ABORTED_COMMAND: SenseKey = SenseKey(0xB);
     /// MISCOMPARE.
@@ -39,6 +41,14 @@ impl Asc {
     pub const NONE: Asc = Asc(0x0000);
     /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
     pub const SANITIZE_IN_PROGRESS: Asc = Asc(0x041B);
+    /// UNREACHABLE COPY TARGET.
+    pub const UNREACHABLE_COPY_TARGET: Asc = Asc(0x0804);
+    /// COPY TARGET DEVICE NOT REACHABLE.
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Asc = Asc(0x0D02);
+    /// INCORRECT COPY TARGET DEVICE TYPE.
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Asc = Asc(0x0D03);
+    /// COPY TARGET DEVICE DATA UNDERRUN.
+    pub const COPY_TARGET_DEVICE_DATA_UNDERRUN: Asc = Asc(0x0D04);
     /// LUN NOT READY INIT REQUIRED.
     pub const LUN_NOT_READY_INIT_REQUIRED: Asc = Asc(0x0402);
     /// WRITE ERROR.
@@ -61,6 +71,16 @@ impl Asc {
     pub const LUN_NOT_SUPPORTED: Asc = Asc(0x2500);
     /// INVALID FIELD IN PARAMETER LIST.
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Asc = Asc(0x2600);
+    /// TOO MANY TARGET DESCRIPTORS.
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Asc = Asc(0x2606);
+    /// UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Asc = Asc(0x2607);
+    /// TOO MANY SEGMENT DESCRIPTORS.
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Asc = Asc(0x2608);
+    /// UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE: Asc = Asc(0x2609);
+    /// INLINE DATA LENGTH EXCEEDED.
+    pub const INLINE_DATA_LENGTH_EXCEEDED: Asc = Asc(0x260B);
     /// INVALID RELEASE OF PR.
     pub const INVALID_RELEASE_OF_PR: Asc = Asc(0x2604);
     /// WRITE PROTECTED.
@@ -210,6 +230,11 @@ impl Sense {
             }),
             ..Sense::illegal(Asc::INVALID_OPCODE)
         }
+    }
+
+    /// COPY ABORTED with the given code (an EXTENDED COPY stopped while processing segments).
+    pub const fn copy_aborted(asc: Asc) -> Sense {
+        Sense::new(SenseKey::COPY_ABORTED, asc)
     }
 
     /// DATA PROTECT / WRITE PROTECTED.

@@ -125,4 +125,22 @@ mod tests {
         let thick = thick_dev();
         assert_sense(&run(&thick, &unmap_cdb(24), &params(&[(0, 1)])), 5, 0x2000);
     }
+
+    #[test]
+    fn thin_off_hides_provisioning_on_a_trimming_store() {
+        let (s, d) = dev_with(64, 512, |c| c.thin = false);
+        assert!(!d.thin());
+        assert_sense(&run(&d, &unmap_cdb(24), &params(&[(0, 1)])), 5, 0x2000);
+        let rc16 = good(run(&d, &cdb16(0x9E, 0x10, 0, 32), &[]));
+        assert_eq!(rc16[14], 0);
+        let vpd = |page: u8| good(run(&d, &[0x12, 1, page, 0, 255, 0], &[]));
+        assert_eq!(vpd(0xB2), vec![0, 0xB2, 0, 4, 0, 0, 0, 0]);
+        assert_eq!(&vpd(0xB0)[20..28], &[0; 8]);
+        let mut gls = cdb16(0x9E, 0x12, 0, 24);
+        gls[1] = 0x12;
+        assert_invalid_cdb(&run(&d, &gls, &[]), 1, Some(4));
+        let ws_unmap = cdb16(0x93, 0x08, 0, 1);
+        assert_invalid_cdb(&run(&d, &ws_unmap, &[0; 512]), 1, Some(3));
+        assert!(s.calls().iter().all(|c| !matches!(c, Call::Trim { .. })));
+    }
 }

@@ -1,11 +1,11 @@
-//! Vital product data pages: 00h, 80h, 83h, B0h, B1h, B2h.
+//! Vital product data pages: 00h, 80h, 83h, 8Fh, B0h, B1h, B2h.
 
 use crate::inquiry::{ascii_field, PERIPHERAL_DISK};
 use crate::sense::Sense;
 use crate::Device;
 
 /// VPD page codes served.
-pub const PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+pub const PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
 
 /// Wraps a page body in the 4-byte VPD header.
 fn page(code: u8, body: Vec<u8>) -> Vec<u8> {
@@ -34,6 +34,7 @@ impl Device {
                 .filter(|b| (0x20..0x7F).contains(b))
                 .collect(),
             0x83 => self.device_identification(),
+            0x8F => self.third_party_copy(),
             0xB0 => self.block_limits(),
             0xB1 => self.block_characteristics(),
             0xB2 => self.provisioning(),
@@ -43,7 +44,7 @@ impl Device {
     }
 
     /// VPD 83h: an NAA designator and a T10 vendor ID designator, both of the logical unit.
-    fn device_identification(&self) -> Vec<u8> {
+    pub(crate) fn device_identification(&self) -> Vec<u8> {
         let mut d = designator(0x01, 0x03, &self.cfg.naa.to_be_bytes());
         let mut t10 = vec![0u8; 8];
         ascii_field(&mut t10, &self.cfg.vendor);
@@ -128,7 +129,7 @@ mod tests {
         let (_, d) = dev();
         assert_eq!(
             vpd(&d, 0),
-            vec![0, 0, 0, 6, 0, 0x80, 0x83, 0xB0, 0xB1, 0xB2]
+            vec![0, 0, 0, 7, 0, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]
         );
     }
 

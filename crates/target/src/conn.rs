@@ -382,7 +382,14 @@ impl Conn {
                     .registry
                     .nexus(&info.initiator_name, &info.isid, target);
                 self.registry.register(key.clone(), self.worker, self.id);
-                (Some(key), self.registry.lun_table(target), nexus)
+                let luns = self.registry.lun_table(target);
+                if let Some(l) = &luns {
+                    // The initiator port as an iSCSI TransportID names it, for persistent
+                    // reservations (READ FULL STATUS, REGISTER AND MOVE, APTPL).
+                    let port = format!("{},i,0x{}", info.initiator_name, hex(&info.isid));
+                    l.name_nexus(nexus, &port);
+                }
+                (Some(key), luns, nexus)
             }
             _ => (None, None, NexusId(0)),
         };

@@ -4,6 +4,7 @@
 //! [server]
 //! listen = ["127.0.0.1:3260", "[::1]:3260"]   # default: 127.0.0.1:3260
 //! log = "info"                                 # optional
+//! state-dir = "/var/lib/ustgt"   # persistent reservations (APTPL); default: beside this file
 //!
 //! [[target]]
 //! iqn = "iqn.2026-11.io.ustgt:disk1"
@@ -24,6 +25,7 @@
 //! wce = true
 //! removable = false          # removable medium: eject/load, PREVENT ALLOW MEDIUM REMOVAL
 //! sanitize = false           # allow SANITIZE (erases the whole LUN)
+//! thin = true                # logical block provisioning (UNMAP) where the store can deallocate
 //! serial = "..."             # optional
 //!
 //! [target.lun.inject]        # optional fault injection: the inject-* LUNSPEC options
@@ -66,6 +68,9 @@ pub struct ServerConfig {
     pub targets: Vec<TargetSpec>,
     /// Log filter (env_logger syntax), when given.
     pub log: Option<String>,
+    /// Directory of the persistent reservation state files, when given (relative to the
+    /// configuration file's directory).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// One target and its LUNs.
@@ -92,9 +97,11 @@ struct RawConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 struct RawServer {
     listen: Option<Spanned<Vec<Spanned<String>>>>,
     log: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +126,7 @@ struct RawLun {
     wce: Option<Spanned<bool>>,
     removable: Option<Spanned<bool>>,
     sanitize: Option<Spanned<bool>>,
+    thin: Option<Spanned<bool>>,
     serial: Option<Spanned<String>>,
     direct: Option<Spanned<bool>>,
     mmap: Option<Spanned<bool>>,
@@ -196,7 +204,30 @@ impl Locator<'_> {
 /// Reads and parses a configuration file; errors name the file and line.
 pub fn load(path: &Path) -> Result<ServerConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text, &path.display().to_string())
+    let mut cfg = parse(&text, &path.display().to_string())?;
+    let base = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = match &cfg.state_dir {
+        Some(d) => base.join(d),
+        None => base,
+    };
+    assign_state_files(&mut cfg, &dir)?;
+    Ok(cfg)
+}
+
+/// Gives every LUN its persistent reservation state file in `dir`
+/// ([`crate::stores::state_file_name`]) and checks the files that exist.
+pub fn assign_state_files(cfg: &mut ServerConfig, dir: &Path) -> Result<(), String> {
+    for t in &mut cfg.targets {
+        for (id, spec) in &mut t.luns {
+            let path = dir.join(crate::stores::state_file_name(&t.iqn, *id));
+            crate::stores::check_state_file(&path)?;
+            spec.pr_state = Some(path);
+        }
+    }
+    Ok(())
 }
 
 /// Parses configuration text; `name` (usually the file name) prefixes every error.
@@ -209,6 +240,13 @@ pub fn parse(text: &str, name: &str) -> Result<ServerConfig, String> {
     let (listen, log) = match &raw.server {
         Some(server) => (server_listen(server, &loc)?, server_log(server, &loc)?),
         None => (vec![default_listen()], None),
+    };
+    let state_dir = match raw.server.as_ref().and_then(|s| s.state_dir.as_ref()) {
+        Some(d) if d.get_ref().trim().is_empty() => {
+            return Err(loc.at(d, "state-dir must not be empty"));
+        }
+        Some(d) => Some(PathBuf::from(d.get_ref())),
+        None => None,
     };
     if raw.target.is_empty() {
         return Err(format!(
@@ -235,6 +273,7 @@ pub fn parse(text: &str, name: &str) -> Result<ServerConfig, String> {
         listen,
         targets,
         log,
+        state_dir,
     })
 }
 
@@ -379,6 +418,9 @@ fn build_lun(spanned: &Spanned<RawLun>, ctx: &str, loc: &Locator) -> Result<LunS
     }
     spec.removable = flag(&raw.removable);
     spec.sanitize = flag(&raw.sanitize);
+    if let Some(thin) = &raw.thin {
+        spec.thin = *thin.get_ref();
+    }
     if let Some(wce) = &raw.wce {
         spec.write_cache = *wce.get_ref();
     }
@@ -1083,6 +1125,15 @@ iqn = "eui.02004567A425678D"
         .expect("parse");
         let lun = &c.targets[0].luns[0].1;
         assert!(!lun.removable && !lun.sanitize && lun.physical_block_size.is_none());
+        assert!(lun.thin);
+        let c = parse(
+            &with_lun("store = \"file\"\npath = \"/x\"\nthin = false"),
+            "c.toml",
+        )
+        .expect("parse");
+        assert!(!c.targets[0].luns[0].1.thin);
+        let e = err(&with_lun("store = \"ram\"\nsize = \"1M\"\nthin = \"no\""));
+        assert!(e.starts_with("c.toml:6: "), "{e}");
         let e = err(&with_lun(
             "store = \"ram\"\nsize = \"1M\"\nphysical-block-size = 3000",
         ));
@@ -1283,6 +1334,40 @@ iqn = "eui.02004567A425678D"
         assert!(e.starts_with(&format!("{}:2: ", path.display())), "{e}");
         let e = load(&dir.join("missing.toml")).expect_err("missing");
         assert!(e.contains("missing.toml: No such file or directory"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn state_files_beside_the_config_or_in_state_dir() {
+        let dir = std::env::temp_dir().join(format!("ustgt-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("c.toml");
+        let lun = "[[target]]\niqn = \"iqn.2026-11.io.ustgt:a\"\n[[target.lun]]\n\
+                   store = \"ram\"\nsize = \"1M\"\n";
+        std::fs::write(&path, lun).expect("write");
+        let c = load(&path).expect("load");
+        let state = dir.join("iqn.2026-11.io.ustgt:a.lun0.pr");
+        assert_eq!(
+            c.targets[0].luns[0].1.pr_state.as_deref(),
+            Some(state.as_path())
+        );
+        std::fs::write(&path, format!("[server]\nstate-dir = \"st\"\n{lun}")).expect("write");
+        let c = load(&path).expect("load");
+        assert_eq!(c.state_dir, Some(PathBuf::from("st")));
+        let state = dir.join("st").join("iqn.2026-11.io.ustgt:a.lun0.pr");
+        assert_eq!(
+            c.targets[0].luns[0].1.pr_state.as_deref(),
+            Some(state.as_path())
+        );
+        std::fs::create_dir_all(dir.join("st")).expect("mkdir");
+        std::fs::write(&state, "not a state file").expect("write");
+        let e = load(&path).expect_err("damaged state");
+        assert!(e.contains("lun0.pr: line 1"), "{e}");
+        let e = err("[server]\nstate-dir = \"\"\n[[target]]\niqn = \"iqn.2026-11.io.ustgt:a\"");
+        assert!(
+            e.starts_with("c.toml:2: ") && e.contains("state-dir"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

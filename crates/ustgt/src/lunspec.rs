@@ -7,13 +7,16 @@
 //! aio:PATH[,size=SIZE][,direct][,queue-depth=N][,OPT...]   io_uring (file or device)
 //! null:SIZE[,OPT...]                              discards writes, reads zeroes
 //! OPT := block-size=512|4096 | physical-block-size=N | readonly[=on|off] | wce=on|off
-//!        | removable[=on|off] | sanitize[=on|off] | serial=STR | inject-...
+//!        | removable[=on|off] | sanitize[=on|off] | thin[=on|off] | serial=STR | inject-...
 //! ```
 //!
 //! `physical-block-size` (a power of two from the logical block size to 64K, e.g. 4096 over
 //! 512-byte blocks for a "512e" disk) is reported as LOGICAL BLOCKS PER PHYSICAL BLOCK.
 //! `removable` exports a removable medium (RMB): START STOP UNIT ejects and loads it and PREVENT
 //! ALLOW MEDIUM REMOVAL locks it in. `sanitize` allows SANITIZE, which erases the whole LUN.
+//! `thin` (on by default) offers logical block provisioning (LBPME, UNMAP, WRITE SAME with
+//! UNMAP, GET LBA STATUS) when the store can deallocate; `thin=off` reports the LUN fully
+//! provisioned and refuses UNMAP. It changes nothing on a store that cannot deallocate.
 //!
 //! `ram:` tells a size from a path this way: an argument containing `/` is a path, otherwise
 //! one that parses as a size is a size and anything else is a path (so `ram:1G` is 1 GiB of
@@ -94,10 +97,15 @@ pub struct LunSpec {
     pub removable: bool,
     /// SANITIZE is allowed.
     pub sanitize: bool,
+    /// Logical block provisioning is offered when the store can deallocate (default on).
+    pub thin: bool,
     /// Unit serial number (VPD page 80h); generated when absent.
     pub serial: Option<String>,
     /// Fault injection (empty: none).
     pub inject: InjectRules,
+    /// Where persistent reservations are kept when an initiator asks for APTPL (none: APTPL
+    /// is not supported). Set from the state directory, not from the LUN grammar.
+    pub pr_state: Option<PathBuf>,
 }
 
 /// Default logical block size.
@@ -120,18 +128,27 @@ impl LunSpec {
             physical_block_size: None,
             removable: false,
             sanitize: false,
+            thin: true,
             serial: None,
             inject: InjectRules::default(),
+            pr_state: None,
         }
     }
 
     /// Copies the LUN's SCSI options (read-only, write cache, removable medium, SANITIZE,
-    /// physical block size) into the device configuration.
+    /// thin provisioning, physical block size, persistent reservation state file) into the
+    /// device configuration.
     pub fn apply_to(&self, cfg: &mut scsi_core::DeviceConfig) {
         cfg.read_only = self.read_only;
         cfg.write_cache = self.write_cache;
         cfg.removable = self.removable;
         cfg.sanitize = self.sanitize;
+        cfg.thin = self.thin;
+        cfg.pr_store = self.pr_state.as_ref().map(|path| {
+            scsi_core::PrPersistence(std::sync::Arc::new(crate::stores::StateFile::new(
+                path.clone(),
+            )))
+        });
         cfg.physical_block_size = self.physical_block_size.unwrap_or(0);
     }
 
@@ -170,6 +187,7 @@ impl LunSpec {
             }
             "removable" => self.removable = value.map_or(Ok(true), |v| parse_switch(key, v))?,
             "sanitize" => self.sanitize = value.map_or(Ok(true), |v| parse_switch(key, v))?,
+            "thin" => self.thin = value.map_or(Ok(true), |v| parse_switch(key, v))?,
             "serial" => self.serial = Some(check_serial(required(key, value)?)?),
             _ => return self.inject.apply_option(key, value),
         }
@@ -428,7 +446,7 @@ pub fn parse_lun_spec(text: &str) -> Result<LunSpec, String> {
             .map_err(|e| format!("invalid LUN \"{text}\": {e}"))?;
         if !known {
             return Err(format!(
-                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, physical-block-size, readonly, wce, removable, sanitize, serial, lock, direct, mmap, queue-depth or inject-...)"
+                "invalid LUN \"{text}\": unknown option \"{key}\" (expected size, block-size, physical-block-size, readonly, wce, removable, sanitize, thin, serial, lock, direct, mmap, queue-depth or inject-...)"
             ));
         }
     }
@@ -701,6 +719,12 @@ mod tests {
         let d = ok("ram:1G");
         assert!(!d.removable && !d.sanitize && d.physical_block_size.is_none());
         assert!(!ok("ram:1M,removable=off").removable);
+        assert!(ok("ram:1M").thin && ok("file:/a,thin").thin);
+        assert!(!ok("ram:1M,thin=off").thin && !ok("aio:/a,thin=no").thin);
+        let mut cfg = scsi_core::DeviceConfig::new("s".into());
+        ok("ram:1M,thin=off").apply_to(&mut cfg);
+        assert!(!cfg.thin);
+        assert!(err("ram:1M,thin=sometimes").contains("option \"thin\": invalid value"));
         assert!(ok("ram:1M,sanitize=on").sanitize);
         assert!(ok("file:/a,removable").removable);
         let big = ok("ram:1M,block-size=4096,physical-block-size=16384");

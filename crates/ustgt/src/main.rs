@@ -75,10 +75,16 @@ struct ServeArgs {
     /// the cost of CPU); 0 turns it off.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100)]
     busy_poll_us: u64,
+    /// Directory of the persistent reservation state, one small file per LUN, kept when an
+    /// initiator registers with APTPL (persist through power loss) and restored at start. With
+    /// --config it replaces the file's state-dir (default: beside the configuration file); the
+    /// quick form supports APTPL only with it.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// LUNs of the quick form, numbered 0, 1, 2...: ram:SIZE, ram:PATH[,size=SIZE][,lock],
     /// file:PATH[,size=SIZE][,direct], aio:PATH[,size=SIZE][,direct][,queue-depth=N] or
     /// null:SIZE, each followed by [,OPT...]; OPT: block-size=512|4096, readonly, wce=on|off,
-    /// serial=S, inject-... (see README.md).
+    /// thin=on|off, serial=S, inject-... (see README.md).
     #[arg(value_name = "LUNSPEC")]
     luns: Vec<String>,
 }
@@ -174,10 +180,13 @@ fn serial_for(iqn: &str, lun: u64, spec: &LunSpec) -> String {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let cfg = match &args.config {
+    let mut cfg = match &args.config {
         Some(path) => config::load(path)?,
         None => quick_config(&args)?,
     };
+    if let Some(dir) = &args.state_dir {
+        config::assign_state_files(&mut cfg, dir)?;
+    }
     init_logging(cfg.log.as_deref().unwrap_or("info"));
     let mut described = Vec::new();
     let targets = cfg

@@ -1,7 +1,8 @@
-//! Building block stores from LUN specs.
+//! Building block stores from LUN specs, and the files that keep persistent reservations.
 
-use std::io;
-use std::path::Path;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backstore::BlockStore;
@@ -22,6 +23,86 @@ pub fn open_store(spec: &LunSpec) -> Result<Arc<dyn BlockStore>, String> {
         return Ok(store);
     }
     Ok(Arc::new(InjectStore::new(store, spec.inject.clone())))
+}
+
+/// The persistent reservation state of one LUN in a small file (APTPL). Saving writes a
+/// temporary file beside it, syncs it, renames it over the old one and syncs the directory,
+/// so a crash leaves either the old or the new state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// The state kept at `path` (created, with its directory, on the first save).
+    pub fn new(path: PathBuf) -> StateFile {
+        StateFile { path }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".tmp");
+        self.path.with_file_name(name)
+    }
+}
+
+impl scsi_core::PrStore for StateFile {
+    fn load(&self) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(&self.path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn save(&self, data: &[u8]) -> io::Result<()> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        fs::create_dir_all(dir)?;
+        let temp = self.temp_path();
+        let mut f = fs::File::create(&temp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&temp, &self.path)?;
+        fs::File::open(dir)?.sync_all()
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// The file name of the persistent reservation state of LUN `lun` of target `iqn`: the IQN
+/// with characters outside `[A-Za-z0-9.:_-]` replaced by `_`, then `.lunN.pr`.
+pub fn state_file_name(iqn: &str, lun: u64) -> String {
+    let safe: String = iqn
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.lun{lun}.pr")
+}
+
+/// Checks the saved state at `path`, if there is one (a damaged file stops the start instead
+/// of silently dropping reservations).
+pub fn check_state_file(path: &Path) -> Result<(), String> {
+    match fs::read(path) {
+        Ok(data) => scsi_core::check_pr_state(&data)
+            .map_err(|e| format!("persistent reservation state {}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
+            "persistent reservation state {}: {e}",
+            path.display()
+        )),
+    }
 }
 
 /// The hint added to an error opening `path` without a size.
@@ -287,5 +368,32 @@ mod tests {
             Some(28)
         );
         assert!(!open("ram:1M").expect("ram").describe().contains("fault"));
+    }
+
+    #[test]
+    fn state_file_saves_atomically_and_checks() {
+        use scsi_core::PrStore;
+        let path = scratch("state-dir/iqn.x.lun0.pr");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        let f = StateFile::new(path.clone());
+        assert_eq!(f.load().unwrap(), None);
+        assert!(check_state_file(&path).is_ok());
+        f.save(b"ustgt-pr 1\naptpl 1\n").unwrap();
+        assert_eq!(f.load().unwrap().unwrap(), b"ustgt-pr 1\naptpl 1\n");
+        assert!(!f.temp_path().exists());
+        assert!(check_state_file(&path).is_ok());
+        f.save(b"garbage").unwrap();
+        let e = check_state_file(&path).unwrap_err();
+        assert!(e.contains("iqn.x.lun0.pr: line 1"), "{e}");
+        assert_eq!(f.describe(), path.display().to_string());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn state_file_names() {
+        assert_eq!(
+            state_file_name("iqn.2026-11.io.ustgt:disk/1 x", 3),
+            "iqn.2026-11.io.ustgt:disk_1_x.lun3.pr"
+        );
     }
 }
