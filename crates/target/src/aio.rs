@@ -1,11 +1,13 @@
 //! Asynchronous store I/O of one event loop: one [`IoQueue`] per device the loop has used
-//! (opened lazily), registered in the loop's poll by its completion descriptor; the commands
+//! (opened lazily), whose completion descriptor the loop watches ([`Watch`]: registered in the
+//! epoll loop's poll, or a multishot poll request in the io_uring loop's ring); the commands
 //! waiting on them; a backlog for queues that were full.
 //!
 //! A tag names a command by (connection id, task id). A completion whose connection is gone is
 //! dropped; the buffers stay owned by the queue until reaped, so closing a connection never
 //! frees memory the kernel still writes into.
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
@@ -16,6 +18,29 @@ use scsi_core::{Device, IoDone, IoOp, IoQueue, PendingIo, Response};
 
 /// Tokens of queues count down from here (the waker is `usize::MAX`).
 const FIRST_QUEUE_TOKEN: usize = usize::MAX - 1;
+
+/// Where an event loop watches the completion descriptors of its I/O queues.
+pub trait Watch {
+    /// Report readiness of `fd`, the completion descriptor of queue `idx`, from now on.
+    fn watch(&mut self, fd: RawFd, idx: usize) -> io::Result<()>;
+    /// Stop watching `fd` (the queue is about to be dropped).
+    fn unwatch(&mut self, fd: RawFd, idx: usize);
+}
+
+/// The epoll loop's poll: queue `idx` reports as token `FIRST_QUEUE_TOKEN - idx`.
+pub struct MioWatch<'a>(pub &'a MioRegistry);
+
+impl Watch for MioWatch<'_> {
+    fn watch(&mut self, fd: RawFd, idx: usize) -> io::Result<()> {
+        let token = Token(FIRST_QUEUE_TOKEN - idx);
+        self.0
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+    }
+
+    fn unwatch(&mut self, fd: RawFd, _idx: usize) {
+        let _ = self.0.deregister(&mut SourceFd(&fd));
+    }
+}
 
 /// A command a connection started and wants queued.
 pub struct QueuedIo {
@@ -68,8 +93,13 @@ impl AsyncIo {
         (idx < self.queues.len()).then_some(idx)
     }
 
+    /// The completion descriptor of queue `idx`.
+    pub fn completion_fd(&self, idx: usize) -> Option<RawFd> {
+        self.queues.get(idx).map(|q| q.fd)
+    }
+
     /// The queue for `dev`, opening and registering it on first use.
-    fn queue_for(&mut self, dev: &Arc<Device>, poll: &MioRegistry) -> Option<usize> {
+    fn queue_for(&mut self, dev: &Arc<Device>, poll: &mut dyn Watch) -> Option<usize> {
         let key = Arc::as_ptr(dev) as usize;
         if let Some(found) = self.by_dev.get(&key) {
             return *found;
@@ -88,8 +118,7 @@ impl AsyncIo {
         let idx = opened.and_then(|q| {
             let idx = self.queues.len();
             let fd = q.completion_fd();
-            let token = Token(FIRST_QUEUE_TOKEN - idx);
-            if let Err(e) = poll.register(&mut SourceFd(&fd), token, Interest::READABLE) {
+            if let Err(e) = poll.watch(fd, idx) {
                 log::warn!("cannot poll an I/O queue ({e}); using synchronous I/O");
                 return None;
             }
@@ -109,7 +138,7 @@ impl AsyncIo {
 
     /// Queues a command of connection `conn`; returns its response at once when it had to
     /// run synchronously.
-    pub fn submit(&mut self, conn: u64, io: QueuedIo, poll: &MioRegistry) -> Option<Finished> {
+    pub fn submit(&mut self, conn: u64, io: QueuedIo, poll: &mut dyn Watch) -> Option<Finished> {
         let Some(qi) = self.queue_for(io.pending.device(), poll) else {
             let response = io.pending.run_sync(io.op);
             return Some(Finished {
@@ -184,7 +213,7 @@ impl AsyncIo {
     }
 
     /// Waits (bounded) for every operation in flight, then unregisters and drops the queues.
-    pub fn shutdown(&mut self, poll: &MioRegistry, limit: std::time::Duration) {
+    pub fn shutdown(&mut self, poll: &mut dyn Watch, limit: std::time::Duration) {
         let deadline = std::time::Instant::now() + limit;
         self.commit();
         let mut sink = Vec::new();
@@ -204,8 +233,8 @@ impl AsyncIo {
                 self.waiting.len()
             );
         }
-        for queue in &self.queues {
-            let _ = poll.deregister(&mut SourceFd(&queue.fd));
+        for (idx, queue) in self.queues.iter().enumerate() {
+            poll.unwatch(queue.fd, idx);
         }
         self.queues.clear();
         self.by_dev.clear();

@@ -16,8 +16,8 @@
 //! written that its ExpStatSN has not yet acknowledged ([`Coalescer::end_iteration_unread`]).
 //! Replies are held while that backlog reaches the threshold, so a queue depth at or below the
 //! threshold never waits, nor does an initiator that sends its commands in one burst after
-//! reading every reply. Without that signal ([`Coalescer::end_iteration`]), `Auto` falls back
-//! on a moving average of the commands per busy period.
+//! reading every reply. Without that signal (`Coalescer::end_iteration`, kept for the unit
+//! tests), `Auto` falls back on a moving average of the commands per busy period.
 
 /// When replies may be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,18 +92,16 @@ impl Coalescer {
 
     /// End of an iteration with `pending` bytes of replies: true to hold them, false to write.
     /// `Auto` decides on the average busy period (the initiator's backlog is not known).
+    #[cfg(test)]
     pub fn end_iteration(&mut self, cfg: &Coalesce, pending: usize) -> bool {
         self.backlog = None;
         self.decide(cfg, pending)
     }
 
-    /// As [`Coalescer::end_iteration`], given the statuses produced that the initiator has not
+    /// As `Coalescer::end_iteration`, given the statuses produced that the initiator has not
     /// acknowledged through ExpStatSN (`unread`, which includes the replies not yet written):
     /// `Auto` holds only while the initiator still has at least the threshold of written
     /// replies to read.
-    // The connection calls this (instead of `end_iteration`) once it passes
-    // `Conn::unread_statuses()`; until then only the tests do.
-    #[allow(dead_code)]
     pub fn end_iteration_unread(&mut self, cfg: &Coalesce, pending: usize, unread: u32) -> bool {
         let unwritten = self.period_cmds.saturating_add(self.iter_cmds);
         self.backlog = Some(unread.saturating_sub(unwritten));

@@ -1,6 +1,8 @@
-//! One iSCSI connection owned by an event loop: socket buffers, the PDU decoder, the protocol
-//! engine, and the dispatch of its outputs to the SCSI engine.
-use std::io::{self, Read};
+//! The engine-independent part of one iSCSI connection: the receive buffer, the PDU decoder,
+//! the protocol engine, the output queue, and the dispatch of protocol outputs to the SCSI
+//! engine. It never touches the socket: an event loop engine (`epoll_conn.rs`, `uring_conn.rs`)
+//! moves bytes between the socket and this state and tells it what happened ("n bytes arrived
+//! at the end of the receive buffer", "the peer closed", "these bytes are being sent").
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,14 +11,12 @@ use iscsi_proto::{
     SessionInfo, Task, TaskId, TmfRequest,
 };
 use iscsi_wire::Decoder;
-use mio::net::TcpStream;
-use mio::{Interest, Registry as MioRegistry, Token};
 use scsi_core::{LunTable, NexusId, Request, Response, Started, TaskAttr};
 
 use crate::aio::QueuedIo;
 use crate::clock::now_ms;
 use crate::coalesce::{Coalesce, CoalesceMode, Coalescer};
-use crate::outq::{Flushed, OutQueue};
+use crate::outq::OutQueue;
 use crate::registry::{hex, Registry, SessionKey};
 use crate::stats::{Counter, LoopStats};
 
@@ -44,10 +44,10 @@ pub struct LoopEnv {
     pub coalesce: Coalesce,
 }
 
+/// One connection's protocol state, without its socket.
 pub struct Conn {
     id: u64,
     worker: usize,
-    sock: TcpStream,
     peer: Option<SocketAddr>,
     proto: Connection,
     decoder: Decoder,
@@ -55,12 +55,15 @@ pub struct Conn {
     rbuf: Vec<u8>,
     rstart: usize,
     filled: usize,
+    /// `rbuf[filled..]` is lent to an asynchronous receive: the buffer must not be touched
+    /// (read, compacted, grown or freed) until [`Conn::received`] or [`Conn::rx_returned`].
+    rx_lent: bool,
     out: OutQueue,
+    /// Bytes taken from `out` by the engine and not yet confirmed sent (asynchronous sends).
+    in_flight: usize,
     stats: Arc<LoopStats>,
     coalesce: Coalesce,
     coalescer: Coalescer,
-    /// The last write found the socket full: write again when it becomes writable.
-    blocked: bool,
     session: Option<Session>,
     registry: Arc<Registry>,
     /// The peer closed its side or the socket failed: nothing more will be read.
@@ -74,14 +77,8 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        id: u64,
-        mut sock: TcpStream,
-        poll: &MioRegistry,
-        env: &LoopEnv,
-    ) -> io::Result<Conn> {
-        let local = sock.local_addr()?;
-        let peer = sock.peer_addr().ok();
+    /// A fresh connection accepted on `local` from `peer`.
+    pub fn new(id: u64, local: SocketAddr, peer: Option<SocketAddr>, env: &LoopEnv) -> Conn {
         let cfg = ConnectionConfig {
             catalog: env.catalog.clone(),
             limits: env.limits.clone(),
@@ -92,57 +89,37 @@ impl Conn {
         let mut proto = Connection::new(cfg, now_ms());
         proto.set_shared_data_in(true);
         let decoder = Decoder::new(proto.decoder_config());
-        poll.register(
-            &mut sock,
-            Token(id as usize),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let mut conn = Conn {
+        Conn {
             id,
             worker: env.worker,
-            sock,
             peer,
             proto,
             decoder,
             rbuf: vec![0; READ_CHUNK],
             rstart: 0,
             filled: 0,
+            rx_lent: false,
             out: OutQueue::default(),
+            in_flight: 0,
             stats: env.stats.clone(),
             coalesce: env.coalesce,
             coalescer: Coalescer::default(),
-            blocked: false,
             session: None,
             registry: env.registry.clone(),
             eof: false,
             closing: false,
             read_paused: false,
             queued: Vec::new(),
-        };
-        // Data may already be waiting (edge-triggered readiness was armed after it arrived).
-        conn.on_ready(true, false);
-        Ok(conn)
+        }
     }
 
-    /// Readiness from the event loop. Replies are not written here (unless a backlog is being
-    /// drained): the loop calls [`Conn::end_iteration`] once per iteration, so all replies of one
-    /// iteration share one vectored write.
-    pub fn on_ready(&mut self, readable: bool, writable: bool) {
-        if readable && !self.closing {
-            self.read_some();
-        }
-        if (writable && self.blocked) || self.read_paused {
-            self.flush();
-        }
-        // Reading was paused for backlog and the backlog drained: catch up on input.
-        while self.read_paused && self.out.pending() < WRITE_BACKLOG_LIMIT / 2 {
-            self.read_paused = false;
-            self.process_input();
-            if !self.closing && !self.eof && !self.read_paused {
-                self.read_some();
-            }
-            self.flush();
-        }
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The counters of the loop that owns this connection.
+    pub fn stats(&self) -> &LoopStats {
+        &self.stats
     }
 
     pub fn on_tick(&mut self, now: u64) {
@@ -156,23 +133,33 @@ impl Conn {
         self.proto.next_timeout()
     }
 
-    /// Close at once (reinstatement or server stop): the engine fails what is in flight.
+    /// Close at once (reinstatement or server stop): the engine fails what is in flight; the
+    /// event loop sends what was produced and closes.
     pub fn kill(&mut self) {
         self.proto.abort();
         self.drain_outputs();
         self.closing = true;
-        self.flush();
     }
 
-    /// True when the connection has nothing more to do and can be dropped.
+    /// True when the connection has nothing more to do and can be closed.
     pub fn is_done(&self) -> bool {
-        self.out.is_empty() && (self.eof || self.closing || self.proto.is_closed())
+        self.out.is_empty()
+            && self.in_flight == 0
+            && (self.eof || self.closing || self.proto.is_closed())
     }
 
-    /// Unregister and drop the socket, ending the session if this connection held it.
-    pub fn close(&mut self, poll: &MioRegistry) {
-        let _ = poll.deregister(&mut self.sock);
-        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    /// The protocol engine asked to close: read nothing more.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Input is wanted: not closing, not at end of stream, not paused for output backlog.
+    pub fn input_open(&self) -> bool {
+        !self.closing && !self.eof && !self.read_paused
+    }
+
+    /// End the session this connection held, if any (the socket is the engine's to close).
+    pub fn end_session(&mut self) {
         if let Some(s) = self.session.take() {
             if let Some(key) = &s.key {
                 self.registry.unregister(key, self.id);
@@ -189,44 +176,107 @@ impl Conn {
         }
     }
 
-    fn read_some(&mut self) {
-        loop {
-            if self.out.pending() >= WRITE_BACKLOG_LIMIT {
-                self.read_paused = true;
-                return;
-            }
-            self.make_room();
-            let end = self.rbuf.len();
-            let filled = self.filled;
-            self.stats.add(Counter::Read, 1);
-            match self.sock.read(&mut self.rbuf[filled..end]) {
-                Ok(0) => {
-                    self.eof = true;
-                    self.process_input();
-                    return;
-                }
-                Ok(n) => {
-                    self.filled += n;
-                    self.process_input();
-                    // A short read drained the socket: with edge-triggered readiness, new
-                    // data raises a new event, so the read that would find nothing is skipped.
-                    if self.closing || n < end - filled {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("connection {}: read: {e}", self.id);
-                    self.eof = true;
-                    return;
-                }
-            }
+    /// Before a read: true (and reading pauses) when unsent output has reached the backlog
+    /// limit.
+    pub fn backlogged(&mut self) -> bool {
+        if self.pending_out() >= WRITE_BACKLOG_LIMIT {
+            self.read_paused = true;
         }
+        self.read_paused
+    }
+
+    /// The free tail of the receive buffer, for a synchronous read (never while it is lent).
+    pub fn recv_space(&mut self) -> &mut [u8] {
+        debug_assert!(!self.rx_lent, "receive buffer lent to the kernel");
+        self.make_room();
+        &mut self.rbuf[self.filled..]
+    }
+
+    /// Lend the free tail of the receive buffer to an asynchronous receive: its address and
+    /// length, or `None` when no more input is wanted now (or it is already lent). The buffer
+    /// is neither read, moved nor freed by this connection until [`Conn::received`],
+    /// [`Conn::received_eof`] or [`Conn::rx_returned`] ends the loan, or [`Conn::leak_rx`]
+    /// gives it up.
+    pub fn lend_rx(&mut self) -> Option<(*mut u8, usize)> {
+        if self.rx_lent || self.proto.is_closed() || !self.input_open() || self.backlogged() {
+            return None;
+        }
+        self.make_room();
+        self.rx_lent = true;
+        let spare = &mut self.rbuf[self.filled..];
+        Some((spare.as_mut_ptr(), spare.len()))
+    }
+
+    /// An asynchronous receive ended without data (cancelled, interrupted, or the socket
+    /// failed when `failed`): the buffer is ours again.
+    pub fn rx_returned(&mut self, failed: bool) {
+        self.rx_lent = false;
+        self.eof |= failed;
+    }
+
+    /// The connection is being dropped while a receive may still write into the buffer:
+    /// forget the buffer rather than free it.
+    pub fn leak_rx(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.rbuf));
+        self.rstart = 0;
+        self.filled = 0;
+    }
+
+    /// `n` bytes arrived at the start of the free tail: decode and handle every complete PDU.
+    pub fn received(&mut self, n: usize) {
+        self.rx_lent = false;
+        self.filled = (self.filled + n).min(self.rbuf.len());
+        self.process_input();
+    }
+
+    /// The peer closed its side (a read returned 0): handle what is left.
+    pub fn received_eof(&mut self) {
+        self.rx_lent = false;
+        self.eof = true;
+        self.process_input();
+    }
+
+    /// The socket failed: nothing more will be read or written.
+    pub fn failed(&mut self) {
+        self.eof = true;
+    }
+
+    /// Reading was paused for backlog and the backlog has drained: unpause and handle the
+    /// input already buffered. True when it did (the caller then reads more and flushes).
+    pub fn resume_input(&mut self) -> bool {
+        if !self.read_paused || self.pending_out() >= WRITE_BACKLOG_LIMIT / 2 {
+            return false;
+        }
+        self.read_paused = false;
+        self.process_input();
+        true
+    }
+
+    /// Reading is paused until output drains.
+    pub fn is_read_paused(&self) -> bool {
+        self.read_paused
+    }
+
+    /// Output produced and not yet sent, including bytes of asynchronous sends in flight.
+    pub fn pending_out(&self) -> usize {
+        self.out.pending() + self.in_flight
+    }
+
+    /// The output queue, for the engine to send from.
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.out
+    }
+
+    /// Bytes an asynchronous send holds (taken from [`Conn::out`] and not yet sent).
+    pub fn set_in_flight(&mut self, bytes: usize) {
+        self.in_flight = bytes;
     }
 
     /// Make space at the end of the receive buffer: compact, or grow when one PDU needs more.
     fn make_room(&mut self) {
+        if self.rx_lent {
+            return;
+        }
         if self.rstart == self.filled {
             self.rstart = 0;
             self.filled = 0;
@@ -240,17 +290,21 @@ impl Conn {
             self.rstart = 0;
         }
         if self.rbuf.len() - self.filled < READ_CHUNK / 4 {
-            let len = self.rbuf.len() * 2;
+            let len = self.rbuf.len().max(READ_CHUNK) * 2;
             self.rbuf.resize(len, 0);
         }
     }
 
     /// Decode and handle every complete PDU in the receive buffer.
     fn process_input(&mut self) {
+        // The kernel owns the tail of a lent buffer; input is handled when the loan ends.
+        if self.rx_lent {
+            return;
+        }
         // One clock reading per batch of input (it only feeds protocol timers).
         let now = now_ms();
         while !self.closing && !self.proto.is_closed() {
-            if self.out.pending() >= WRITE_BACKLOG_LIMIT {
+            if self.pending_out() >= WRITE_BACKLOG_LIMIT {
                 self.read_paused = true;
                 return;
             }
@@ -438,46 +492,30 @@ impl Conn {
         self.drain_outputs();
     }
 
-    /// End of an event loop iteration: write the replies it produced, or hold them while the
-    /// connection is busy (adaptive coalescing). Returns true when replies are held, so that the
-    /// loop polls again at once and writes them as soon as an iteration brings no new command.
+    /// End of an event loop iteration: true to hold the replies it produced while the
+    /// connection is busy (adaptive coalescing), so that the loop polls again at once and
+    /// writes them as soon as an iteration brings no new command; false to write them now.
     pub fn end_iteration(&mut self) -> bool {
+        let (pending, unread) = (self.pending_out(), self.proto.unread_statuses());
         if self
             .coalescer
-            .end_iteration(&self.coalesce, self.out.pending())
+            .end_iteration_unread(&self.coalesce, pending, unread)
         {
             self.stats.add(Counter::Held, 1);
             return true;
         }
-        self.flush();
         false
     }
 
-    /// True while adaptive coalescing counts this connection as busy.
     /// Replies the initiator has not yet acknowledged reading (see
     /// [`Connection::unread_statuses`]).
     pub fn unread_statuses(&self) -> u32 {
         self.proto.unread_statuses()
     }
 
+    /// True while adaptive coalescing counts this connection as busy.
     pub fn is_coalescing(&self) -> bool {
         self.coalesce.mode != CoalesceMode::Off && self.coalescer.busy(&self.coalesce)
-    }
-
-    /// Write pending output. The socket is registered for edge-triggered writability, so a
-    /// partial write resumes on the next writable event.
-    pub fn flush(&mut self) {
-        if self.out.is_empty() {
-            return;
-        }
-        let mut writes = 0;
-        self.blocked = false;
-        match self.out.flush(&mut self.sock, &mut writes) {
-            Flushed::All => {}
-            Flushed::Blocked => self.blocked = true,
-            Flushed::Failed => self.eof = true,
-        }
-        self.stats.add(Counter::Write, writes);
     }
 }
 
@@ -505,5 +543,45 @@ fn task_attr(attr: u8) -> TaskAttr {
         3 => TaskAttr::HeadOfQueue,
         4 => TaskAttr::Aca,
         other => TaskAttr::Other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::StatsHandle;
+
+    fn conn() -> Conn {
+        let env = LoopEnv {
+            worker: 0,
+            registry: Arc::new(Registry::new(Arc::new(Vec::new()))),
+            catalog: Arc::new(Catalog {
+                targets: Vec::new(),
+            }),
+            limits: Limits::default(),
+            stats: StatsHandle::default().new_loop(),
+            coalesce: Coalesce::default(),
+        };
+        Conn::new(1, ([127, 0, 0, 1], 3260).into(), None, &env)
+    }
+
+    #[test]
+    fn receive_buffer_is_lent_once_and_stays_put() {
+        let mut c = conn();
+        let (p, len) = c.lend_rx().expect("lent");
+        assert!(len >= READ_CHUNK / 4);
+        assert!(c.lend_rx().is_none(), "lent twice");
+        c.rx_returned(false);
+        let (p2, _) = c.lend_rx().expect("lent again");
+        assert_eq!(p, p2, "an empty buffer is lent from its start");
+        // Half a BHS arrives (the decoder may keep it): the next loan is the free tail.
+        c.received(24);
+        let (p3, len3) = c.lend_rx().expect("lent after data");
+        let off = p3 as usize - p as usize;
+        assert!(off == 0 || off == 24, "loan at offset {off}");
+        assert_eq!(len3, len - off);
+        c.received_eof();
+        assert!(c.lend_rx().is_none(), "no receive after end of stream");
+        assert!(c.is_done());
     }
 }

@@ -5,7 +5,11 @@
 //! loop owns its connections for their whole life, carries every command from socket read
 //! through the protocol engine ([`iscsi_proto::Connection`]) and the SCSI engine
 //! ([`scsi_core::LunTable`]) to the store and back, and sends all replies a connection produced
-//! in one loop iteration with one `writev`. Nothing on the command path crosses threads.
+//! in one loop iteration together. Nothing on the command path crosses threads.
+//!
+//! The loops run one of two network engines ([`NetEngine`]): epoll (readiness, then `read` and
+//! `writev` per connection) or io_uring (receives and sends as ring requests, one
+//! `io_uring_enter` per iteration). Both share the connection state (`conn.rs`).
 
 mod acceptor;
 mod aio;
@@ -13,9 +17,14 @@ mod alloc;
 mod clock;
 mod coalesce;
 mod conn;
+mod epoll_conn;
+mod eventfd;
 mod outq;
 mod registry;
 mod stats;
+mod uring;
+mod uring_conn;
+mod uring_worker;
 mod worker;
 
 use std::io;
@@ -50,11 +59,40 @@ pub struct Setup {
 /// The target portal group tag every portal of this server belongs to.
 pub const PORTAL_GROUP_TAG: u16 = 1;
 
+/// How the event loops do socket I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetEngine {
+    /// Readiness from epoll, then a `read` and a `writev` per connection.
+    #[default]
+    Epoll,
+    /// Receives and sends as io_uring requests, one `io_uring_enter` per loop iteration.
+    /// Where io_uring cannot be set up, a warning is logged and the loops use epoll.
+    Uring,
+}
+
+/// Something that wakes a thread blocked in its poll.
+#[derive(Clone)]
+enum Wake {
+    Mio(Arc<mio::Waker>),
+    Event(Arc<eventfd::EventFd>),
+}
+
+impl Wake {
+    fn wake(&self) {
+        match self {
+            Wake::Mio(w) => {
+                let _ = w.wake();
+            }
+            Wake::Event(e) => e.signal(),
+        }
+    }
+}
+
 /// A request to stop a running server, shareable with signal handlers and other threads.
 #[derive(Clone, Default)]
 pub struct StopHandle {
     flag: Arc<AtomicBool>,
-    wakers: Arc<std::sync::Mutex<Vec<Arc<mio::Waker>>>>,
+    wakers: Arc<std::sync::Mutex<Vec<Wake>>>,
 }
 
 impl StopHandle {
@@ -67,7 +105,7 @@ impl StopHandle {
         self.flag.store(true, Ordering::SeqCst);
         if let Ok(wakers) = self.wakers.lock() {
             for w in wakers.iter() {
-                let _ = w.wake();
+                w.wake();
             }
         }
     }
@@ -76,7 +114,7 @@ impl StopHandle {
         self.flag.load(Ordering::SeqCst)
     }
 
-    fn add_waker(&self, waker: Arc<mio::Waker>) {
+    fn add_waker(&self, waker: Wake) {
         if let Ok(mut wakers) = self.wakers.lock() {
             wakers.push(waker);
         }
@@ -93,6 +131,7 @@ pub struct Server {
     stats: StatsHandle,
     coalesce: Coalesce,
     busy_poll: std::time::Duration,
+    net: NetEngine,
 }
 
 impl Server {
@@ -138,6 +177,7 @@ impl Server {
             stats: StatsHandle::default(),
             coalesce: Coalesce::default(),
             busy_poll: std::time::Duration::ZERO,
+            net: NetEngine::default(),
         })
     }
 
@@ -154,6 +194,11 @@ impl Server {
     /// while a connection is idle between requests; takes effect at [`Server::run`].
     pub fn set_busy_poll(&mut self, window: std::time::Duration) {
         self.busy_poll = window;
+    }
+
+    /// Choose the network engine of the event loops; takes effect at [`Server::run`].
+    pub fn set_net(&mut self, net: NetEngine) {
+        self.net = net;
     }
 
     /// Set adaptive reply coalescing (see [`Coalesce`]); takes effect at [`Server::run`].
@@ -174,29 +219,27 @@ impl Server {
         let mut handles = Vec::new();
         let mut senders = Vec::new();
         for idx in 0..self.workers {
-            let w = worker::Worker::new(
-                idx,
-                registry.clone(),
-                self.catalog.clone(),
-                self.limits.clone(),
-                stop.clone(),
-                self.stats.new_loop(),
-                worker::Tuning {
-                    coalesce: self.coalesce,
-                    busy_poll: self.busy_poll,
-                },
-            )?;
-            stop.add_waker(w.waker());
-            senders.push(w.sender());
-            registry.add_worker(w.sender());
+            let env = conn::LoopEnv {
+                worker: idx,
+                registry: registry.clone(),
+                catalog: self.catalog.clone(),
+                limits: self.limits.clone(),
+                stats: self.stats.new_loop(),
+                coalesce: self.coalesce,
+            };
+            let (setup, handle) = worker::LoopSetup::new(idx, env, stop.clone(), self.busy_poll)?;
+            stop.add_waker(Wake::Event(setup.wake.clone()));
+            senders.push(handle.clone());
+            registry.add_worker(handle);
+            let uring = self.net == NetEngine::Uring;
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("ustgt-loop-{idx}"))
-                    .spawn(move || w.run())?,
+                    .spawn(move || worker::run_loop(setup, uring))?,
             );
         }
         let acc = acceptor::Acceptor::new(self.listeners, senders, stop.clone())?;
-        stop.add_waker(acc.waker());
+        stop.add_waker(Wake::Mio(acc.waker()));
         if stop.is_stopped() {
             stop.stop();
         }

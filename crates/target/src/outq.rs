@@ -11,7 +11,7 @@ use iscsi_wire::{encode, encode_head, encode_tail, DigestConfig, Pdu};
 /// than one more iovec entry.
 pub const COPY_BELOW: usize = 2048;
 /// At most this many iovec entries per write.
-const MAX_IOV: usize = 64;
+pub const MAX_IOV: usize = 64;
 
 enum Seg {
     /// The next `n` bytes of the byte buffer.
@@ -94,26 +94,46 @@ impl OutQueue {
         self.push_local(before);
     }
 
+    /// Calls `f` with the unwritten bytes in order, one slice per segment, at most `max`
+    /// slices; returns how many it gave.
+    fn slices<'a>(&'a self, max: usize, mut f: impl FnMut(usize, &'a [u8])) -> usize {
+        let mut k = 0;
+        let mut pos = self.buf_pos;
+        for (i, seg) in self.segs.iter().enumerate() {
+            if k == max {
+                break;
+            }
+            let skip = if i == 0 { self.head_off } else { 0 };
+            match seg {
+                Seg::Local(n) => {
+                    f(k, &self.buf[pos + skip..pos + n]);
+                    pos += n;
+                }
+                Seg::Shared(d) => f(k, &d.as_slice()[skip..]),
+            }
+            k += 1;
+        }
+        k
+    }
+
+    /// Describe the unwritten bytes, in order, in up to `iov.len()` entries (an asynchronous
+    /// send's gather list); returns the number of entries filled. The entries point into this
+    /// queue's buffers: they stay valid until the queue is next changed ([`OutQueue::advance`],
+    /// a push, [`OutQueue::clear`]) or dropped.
+    pub fn fill_iovecs(&self, iov: &mut [libc::iovec]) -> usize {
+        self.slices(iov.len(), |k, s| {
+            iov[k] = libc::iovec {
+                iov_base: s.as_ptr() as *mut libc::c_void,
+                iov_len: s.len(),
+            }
+        })
+    }
+
     /// Write as much as the socket takes; `writes` counts the system calls made.
     pub fn flush(&mut self, sock: &mut impl Write, writes: &mut u64) -> Flushed {
         while self.pending > 0 {
             let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
-            let mut k = 0;
-            let mut pos = self.buf_pos;
-            for (i, seg) in self.segs.iter().enumerate() {
-                if k == MAX_IOV {
-                    break;
-                }
-                let skip = if i == 0 { self.head_off } else { 0 };
-                match seg {
-                    Seg::Local(n) => {
-                        iov[k] = IoSlice::new(&self.buf[pos + skip..pos + n]);
-                        pos += n;
-                    }
-                    Seg::Shared(d) => iov[k] = IoSlice::new(&d.as_slice()[skip..]),
-                }
-                k += 1;
-            }
+            let k = self.slices(MAX_IOV, |k, s| iov[k] = IoSlice::new(s));
             *writes += 1;
             let r = if k == 1 {
                 sock.write(&iov[0])
@@ -139,9 +159,15 @@ impl OutQueue {
         Flushed::All
     }
 
-    /// Drop `n` written bytes from the front.
-    fn advance(&mut self, mut n: usize) {
+    /// Drop `n` written bytes from the front (at most what is pending); once everything is
+    /// written the buffers are reset for reuse.
+    pub fn advance(&mut self, n: usize) {
+        let mut n = n.min(self.pending);
         self.pending -= n;
+        if self.pending == 0 {
+            self.clear();
+            return;
+        }
         while n > 0 {
             let Some(seg) = self.segs.front() else {
                 break;
@@ -163,7 +189,8 @@ impl OutQueue {
         }
     }
 
-    fn clear(&mut self) {
+    /// Drop everything queued.
+    pub fn clear(&mut self) {
         self.buf.clear();
         self.buf_pos = 0;
         self.segs.clear();
@@ -256,5 +283,47 @@ mod tests {
             assert_eq!(sock.got, expected);
             assert!(q.is_empty());
         }
+    }
+
+    #[test]
+    fn gather_lists_and_partial_advances_match_plain_encoding() {
+        let d = DigestConfig {
+            header: true,
+            data: false,
+        };
+        let payload: Vec<u8> = (0..20000u32).map(|i| (i * 7) as u8).collect();
+        let mut expected = Vec::new();
+        let mut pdu = data_in(0);
+        pdu.data = payload.clone();
+        encode(&pdu, d, &mut expected);
+        let nop = Pdu::new(NopIn::default(), vec![9; 10]);
+        encode(&nop, d, &mut expected);
+        let mut q = OutQueue::default();
+        let buf = Arc::new(payload);
+        q.push_shared(&data_in(0), DataRef::new(buf.clone(), 0, buf.len()), d);
+        q.push_pdu(&nop, d);
+        let mut sent = Vec::new();
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        while !q.is_empty() {
+            // At most two entries and 3000 bytes per "send": both limits cut segments.
+            let mut iov = [empty; 2];
+            let n = q.fill_iovecs(&mut iov);
+            assert!(n >= 1);
+            let mut took = 0;
+            for v in &iov[..n] {
+                let want = v.iov_len.min(3000 - took);
+                // SAFETY: the entry describes bytes owned by `q`, which is not changed until
+                // `advance` below.
+                let bytes = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, want) };
+                sent.extend_from_slice(bytes);
+                took += want;
+            }
+            q.advance(took);
+        }
+        assert_eq!(sent, expected);
+        assert_eq!(q.pending(), 0);
     }
 }

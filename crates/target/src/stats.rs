@@ -18,6 +18,8 @@ pub(crate) struct LoopStats {
     iterations: AtomicU64,
     held: AtomicU64,
     coalescing_conns: AtomicU64,
+    /// 1 while this loop runs the io_uring network engine.
+    uring: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -59,6 +61,11 @@ impl LoopStats {
         self.commands.load(Ordering::Relaxed)
     }
 
+    /// Record that this loop runs the io_uring network engine.
+    pub fn set_uring(&self) {
+        self.uring.store(1, Ordering::Relaxed);
+    }
+
     /// Record how many connections of this loop are currently coalescing replies.
     pub fn set_coalescing(&self, n: u64) {
         self.coalescing_conns.store(n, Ordering::Relaxed);
@@ -75,6 +82,7 @@ impl LoopStats {
             iterations: g(&self.iterations),
             held_sends: g(&self.held),
             coalescing_connections: g(&self.coalescing_conns),
+            uring_loops: g(&self.uring),
         }
     }
 }
@@ -82,11 +90,13 @@ impl LoopStats {
 /// A snapshot of the datapath counters, summed over every event loop since the server started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Socket reads (`recvfrom`), including those that found nothing.
+    /// Socket reads (`recvfrom`), including those that found nothing; with the io_uring engine,
+    /// receive requests submitted.
     pub reads: u64,
-    /// Socket writes (`sendto`/`writev`), including partial ones.
+    /// Socket writes (`sendto`/`writev`), including partial ones; with the io_uring engine, send
+    /// requests submitted.
     pub writes: u64,
-    /// `epoll_wait` calls.
+    /// `epoll_wait` calls; with the io_uring engine, `io_uring_enter` calls.
     pub polls: u64,
     /// Store I/O system calls: reads and writes done inline on the loop, plus I/O queue submissions.
     pub store_io: u64,
@@ -98,6 +108,8 @@ pub struct Stats {
     pub held_sends: u64,
     /// Connections coalescing replies right now.
     pub coalescing_connections: u64,
+    /// Event loops running the io_uring network engine (the others run epoll).
+    pub uring_loops: u64,
 }
 
 impl Stats {
@@ -127,6 +139,7 @@ impl Stats {
             iterations: self.iterations.saturating_sub(earlier.iterations),
             held_sends: self.held_sends.saturating_sub(earlier.held_sends),
             coalescing_connections: self.coalescing_connections,
+            uring_loops: self.uring_loops,
         }
     }
 }
@@ -146,7 +159,7 @@ impl fmt::Display for Stats {
             f,
             "{} commands, {:.2} syscalls/command (reads {:.2}, writes {:.2}, polls {:.2}, \
              store I/O {:.2}), {:.2} commands/loop iteration, {} sends held by coalescing, \
-             {} connections coalescing",
+             {} connections coalescing, {} loops on io_uring",
             self.commands,
             self.syscalls_per_command(),
             per(self.reads),
@@ -156,6 +169,7 @@ impl fmt::Display for Stats {
             self.commands_per_iteration(),
             self.held_sends,
             self.coalescing_connections,
+            self.uring_loops,
         )
     }
 }
@@ -183,6 +197,7 @@ impl StatsHandle {
             s.iterations += x.iterations;
             s.held_sends += x.held_sends;
             s.coalescing_connections += x.coalescing_connections;
+            s.uring_loops += x.uring_loops;
         }
         s
     }

@@ -1,34 +1,29 @@
-//! One event loop: a mio poll over the connections it owns, a waker for messages from the
-//! acceptor and from other loops, and the protocol timers of its connections.
+//! The event loops. What both engines share lives here: the messages a loop receives, how
+//! other threads reach it, its setup, and the busy-polling policy; this file also holds the
+//! epoll (mio) loop: a poll over the connections it owns, the wake-up eventfd, the completion
+//! descriptors of its store I/O queues, and the protocol timers of its connections. The
+//! io_uring loop is `uring_worker.rs`.
 use std::collections::HashMap;
 use std::io;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iscsi_proto::{Catalog, Limits};
 use mio::net::TcpStream;
-use mio::{Events, Poll, Token, Waker};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 
-use crate::aio::{AsyncIo, Finished};
+use crate::aio::{AsyncIo, Finished, MioWatch};
 use crate::clock::now_ms;
-use crate::coalesce::Coalesce;
-use crate::conn::{Conn, LoopEnv};
-use crate::registry::Registry;
+use crate::conn::LoopEnv;
+use crate::epoll_conn::EpollConn;
+use crate::eventfd::EventFd;
 use crate::stats::{Counter, LoopStats};
 use crate::StopHandle;
 
 const WAKER: Token = Token(usize::MAX);
 /// How long stopping waits for store I/O in flight.
-const SHUTDOWN_IO_WAIT: Duration = Duration::from_secs(10);
-
-/// Latency and batching settings of an event loop.
-#[derive(Debug, Clone, Copy)]
-pub struct Tuning {
-    pub coalesce: Coalesce,
-    /// How long to poll without sleeping after a low-queue-depth batch (zero: never).
-    pub busy_poll: Duration,
-}
+pub(crate) const SHUTDOWN_IO_WAIT: Duration = Duration::from_secs(10);
 
 /// Messages an event loop receives from other threads.
 pub enum Msg {
@@ -40,28 +35,136 @@ pub enum Msg {
     Stop,
 }
 
-/// How other threads reach an event loop.
+/// How other threads reach an event loop: a channel and the eventfd that wakes the loop.
 #[derive(Clone)]
 pub struct WorkerHandle {
     tx: Sender<Msg>,
-    waker: Arc<Waker>,
+    wake: Arc<EventFd>,
 }
 
 impl WorkerHandle {
     pub fn send(&self, msg: Msg) {
         if self.tx.send(msg).is_ok() {
-            let _ = self.waker.wake();
+            self.wake.signal();
         }
     }
 }
 
+/// Everything an event loop of either engine is built from.
+pub struct LoopSetup {
+    pub idx: usize,
+    pub env: LoopEnv,
+    pub stop: StopHandle,
+    /// How long to poll without sleeping after a low-queue-depth batch (zero: never).
+    pub busy_poll: Duration,
+    pub rx: Receiver<Msg>,
+    pub wake: Arc<EventFd>,
+}
+
+impl LoopSetup {
+    /// The setup of loop `idx` and the handle other threads reach it by.
+    pub fn new(
+        idx: usize,
+        env: LoopEnv,
+        stop: StopHandle,
+        busy_poll: Duration,
+    ) -> io::Result<(LoopSetup, WorkerHandle)> {
+        let wake = Arc::new(EventFd::new()?);
+        let (tx, rx) = channel();
+        let handle = WorkerHandle {
+            tx,
+            wake: wake.clone(),
+        };
+        let setup = LoopSetup {
+            idx,
+            env,
+            stop,
+            busy_poll,
+            rx,
+            wake,
+        };
+        Ok((setup, handle))
+    }
+}
+
+/// When a loop polls without sleeping after socket activity.
+///
+/// Busy polling pays where a thread wake-up is most of the round trip: a request-response
+/// pattern at low queue depth, where the initiator waits for each reply before it sends the
+/// next command. It does not pay when an iteration brings many commands (the loop is busy
+/// anyway), nor when the initiator still has a backlog of replies to read (its ExpStatSN lags
+/// the StatSN sent): then the initiator, not the target, is the bottleneck, its next command
+/// comes when it has worked through that backlog, and spinning would only burn CPU the rest of
+/// the machine could use.
+pub(crate) struct Spin {
+    /// How long to keep polling without sleeping after socket activity (0: never).
+    window: Duration,
+    /// Poll without sleeping until then: a request arriving meanwhile is picked up without the
+    /// thread being woken, which is most of the round trip at queue depth 1.
+    until: Option<Instant>,
+}
+
+impl Spin {
+    pub fn new(window: Duration) -> Spin {
+        Spin {
+            window,
+            until: None,
+        }
+    }
+
+    /// True while the loop should not sleep.
+    pub fn active(&self) -> bool {
+        self.until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// After an iteration that brought `batch` commands, the least unread replies of a
+    /// connection that was read being `min_unread`.
+    pub fn update(&mut self, socket_activity: bool, batch: u64, min_unread: u32) {
+        const MAX_SPIN_BATCH: u64 = 4;
+        const MAX_SPIN_UNREAD: u32 = 4;
+        if self.window.is_zero() || !socket_activity {
+            return;
+        }
+        self.until = if batch <= MAX_SPIN_BATCH && min_unread <= MAX_SPIN_UNREAD {
+            Some(Instant::now() + self.window)
+        } else {
+            None
+        };
+    }
+}
+
+/// How long to sleep until the earliest of protocol deadlines (milliseconds on [`now_ms`]).
+pub(crate) fn sleep_until(deadlines: impl Iterator<Item = u64>) -> Option<Duration> {
+    let now = now_ms();
+    deadlines
+        .min()
+        .map(|t| Duration::from_millis(t.saturating_sub(now).max(1)))
+}
+
+/// Runs the loop `setup` describes with the io_uring engine when `uring` (falling back to
+/// epoll where a ring cannot be set up), else with epoll.
+pub(crate) fn run_loop(setup: LoopSetup, uring: bool) {
+    use crate::uring_worker::UringWorker;
+    if uring {
+        match UringWorker::ring_for(&setup) {
+            Ok(ring) => return UringWorker::new(setup, ring).run(),
+            Err(e) => crate::uring::warn_unavailable(&e),
+        }
+    }
+    let idx = setup.idx;
+    match Worker::new(setup) {
+        Ok(w) => w.run(),
+        Err(e) => log::error!("event loop {idx}: cannot start: {e}"),
+    }
+}
+
+/// The epoll event loop.
 pub struct Worker {
     idx: usize,
     poll: Poll,
-    waker: Arc<Waker>,
+    wake: Arc<EventFd>,
     rx: Receiver<Msg>,
-    tx: Sender<Msg>,
-    conns: HashMap<u64, Conn>,
+    conns: HashMap<u64, EpollConn>,
     env: LoopEnv,
     stop: StopHandle,
     aio: AsyncIo,
@@ -70,71 +173,34 @@ pub struct Worker {
     stats: Arc<LoopStats>,
     /// Some connection holds replies: poll without sleeping.
     holding: bool,
-    /// How long to keep polling without sleeping after socket activity (0: never).
-    busy_poll: Duration,
-    /// Poll without sleeping until then: a request arriving meanwhile is picked up without the
-    /// thread being woken, which is most of the round trip at queue depth 1.
-    spin_until: Option<Instant>,
+    spin: Spin,
 }
 
 impl Worker {
-    pub fn new(
-        idx: usize,
-        registry: Arc<Registry>,
-        catalog: Arc<Catalog>,
-        limits: Limits,
-        stop: StopHandle,
-        stats: Arc<LoopStats>,
-        tuning: Tuning,
-    ) -> io::Result<Self> {
-        let Tuning {
-            coalesce,
-            busy_poll,
-        } = tuning;
+    pub fn new(setup: LoopSetup) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (tx, rx) = channel();
+        poll.registry()
+            .register(&mut SourceFd(&setup.wake.raw()), WAKER, Interest::READABLE)?;
         Ok(Worker {
-            idx,
+            idx: setup.idx,
             poll,
-            waker,
-            rx,
-            tx,
+            wake: setup.wake,
+            rx: setup.rx,
             conns: HashMap::new(),
-            env: LoopEnv {
-                worker: idx,
-                registry,
-                catalog,
-                limits,
-                stats: stats.clone(),
-                coalesce,
-            },
-            stop,
+            stats: setup.env.stats.clone(),
+            env: setup.env,
+            stop: setup.stop,
             aio: AsyncIo::default(),
             finished: Vec::new(),
-            stats,
             holding: false,
-            busy_poll,
-            spin_until: None,
+            spin: Spin::new(setup.busy_poll),
         })
-    }
-
-    pub fn waker(&self) -> Arc<Waker> {
-        self.waker.clone()
-    }
-
-    pub fn sender(&self) -> WorkerHandle {
-        WorkerHandle {
-            tx: self.tx.clone(),
-            waker: self.waker.clone(),
-        }
     }
 
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            let spinning = self.spin_until.is_some_and(|t| Instant::now() < t);
-            let timeout = if self.holding || spinning {
+            let timeout = if self.holding || self.spin.active() {
                 Some(Duration::ZERO)
             } else {
                 self.next_timeout()
@@ -151,6 +217,7 @@ impl Worker {
             let mut min_unread = u32::MAX;
             for ev in events.iter() {
                 if ev.token() == WAKER {
+                    self.wake.drain();
                     continue;
                 }
                 if let Some(qi) = self.aio.queue_of(ev.token()) {
@@ -162,16 +229,16 @@ impl Worker {
                     socket_activity |= ev.is_readable();
                     c.on_ready(ev.is_readable() || ev.is_read_closed(), ev.is_writable());
                     if ev.is_readable() {
-                        min_unread = min_unread.min(c.unread_statuses());
+                        min_unread = min_unread.min(c.core.unread_statuses());
                     }
                 }
             }
             self.drain_messages();
             let batch = self.stats.commands() - commands_before;
-            self.update_spin(socket_activity, batch, min_unread);
+            self.spin.update(socket_activity, batch, min_unread);
             let now = now_ms();
             for c in self.conns.values_mut() {
-                c.on_tick(now);
+                c.core.on_tick(now);
             }
             self.pump_io();
             self.flush_all();
@@ -188,10 +255,10 @@ impl Worker {
     /// more), then starts everything queued with one submission per queue.
     fn pump_io(&mut self) {
         loop {
-            let registry = self.poll.registry();
+            let mut watch = MioWatch(self.poll.registry());
             for (id, c) in self.conns.iter_mut() {
-                for io in c.take_queued() {
-                    if let Some(f) = self.aio.submit(*id, io, registry) {
+                for io in c.core.take_queued() {
+                    if let Some(f) = self.aio.submit(*id, io, &mut watch) {
                         self.finished.push(f);
                     }
                 }
@@ -202,7 +269,7 @@ impl Worker {
             for f in std::mem::take(&mut self.finished) {
                 // The connection may be gone: its result is dropped.
                 if let Some(c) = self.conns.get_mut(&f.conn) {
-                    c.finish_io(f.task, f.response);
+                    c.core.finish_io(f.task, f.response);
                 }
             }
         }
@@ -217,39 +284,14 @@ impl Worker {
         let mut busy = 0;
         for c in self.conns.values_mut() {
             holding |= c.end_iteration();
-            busy += u64::from(c.is_coalescing());
+            busy += u64::from(c.core.is_coalescing());
         }
         self.holding = holding;
         self.stats.set_coalescing(busy);
     }
 
-    /// Busy polling pays where a thread wake-up is most of the round trip: a request-response
-    /// pattern at low queue depth, where the initiator waits for each reply before it sends
-    /// the next command. It does not pay when an iteration brings many commands (the loop is
-    /// busy anyway), nor when the initiator still has a backlog of replies to read (its
-    /// ExpStatSN lags the StatSN sent): then the initiator, not the target, is the bottleneck,
-    /// its next command comes when it has worked through that backlog, and spinning would only
-    /// burn CPU the rest of the machine could use.
-    fn update_spin(&mut self, socket_activity: bool, batch: u64, min_unread: u32) {
-        const MAX_SPIN_BATCH: u64 = 4;
-        const MAX_SPIN_UNREAD: u32 = 4;
-        if self.busy_poll.is_zero() || !socket_activity {
-            return;
-        }
-        self.spin_until = if batch <= MAX_SPIN_BATCH && min_unread <= MAX_SPIN_UNREAD {
-            Some(Instant::now() + self.busy_poll)
-        } else {
-            None
-        };
-    }
-
     fn next_timeout(&self) -> Option<Duration> {
-        let now = now_ms();
-        self.conns
-            .values()
-            .filter_map(|c| c.next_timeout())
-            .min()
-            .map(|t| Duration::from_millis(t.saturating_sub(now).max(1)))
+        sleep_until(self.conns.values().filter_map(|c| c.core.next_timeout()))
     }
 
     fn drain_messages(&mut self) {
@@ -271,7 +313,7 @@ impl Worker {
             return;
         }
         let id = self.env.registry.alloc_conn_id();
-        match Conn::new(id, stream, self.poll.registry(), &self.env) {
+        match EpollConn::new(id, stream, self.poll.registry(), &self.env) {
             Ok(c) => {
                 self.conns.insert(id, c);
             }
@@ -282,7 +324,7 @@ impl Worker {
     fn reap(&mut self) {
         let registry = self.poll.registry();
         self.conns.retain(|_, c| {
-            if c.is_done() {
+            if c.core.is_done() {
                 c.close(registry);
                 false
             } else {
@@ -298,6 +340,6 @@ impl Worker {
             c.kill();
             c.close(registry);
         }
-        self.aio.shutdown(registry, SHUTDOWN_IO_WAIT);
+        self.aio.shutdown(&mut MioWatch(registry), SHUTDOWN_IO_WAIT);
     }
 }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use scsi_core::{Device, DeviceConfig, LunTable};
 use ustgt_target::{
-    Coalesce, CoalesceMode, ExportedTarget, Limits, Server, Setup, StatsHandle, StopHandle,
+    Coalesce, CoalesceMode, ExportedTarget, Limits, NetEngine, Server, Setup, StatsHandle,
+    StopHandle,
 };
 
 use crate::config::{ServerConfig, TargetSpec};
@@ -75,6 +76,11 @@ struct ServeArgs {
     /// the cost of CPU); 0 turns it off.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100)]
     busy_poll_us: u64,
+    /// Network engine of the event loops: epoll (readiness, then read and writev per
+    /// connection) or uring (receives and sends as io_uring requests, one io_uring_enter per
+    /// loop iteration; falls back to epoll with a warning where io_uring is unavailable).
+    #[arg(long, value_name = "ENGINE", default_value = "epoll", value_parser = ["epoll", "uring"])]
+    net: String,
     /// Directory of the persistent reservation state, one small file per LUN, kept when an
     /// initiator registers with APTPL (persist through power loss) and restored at start. With
     /// --config it replaces the file's state-dir (default: beside the configuration file); the
@@ -206,6 +212,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     server.set_busy_poll(std::time::Duration::from_micros(args.busy_poll_us));
+    server.set_net(match args.net.as_str() {
+        "uring" => NetEngine::Uring,
+        _ => NetEngine::Epoll,
+    });
     server.set_coalesce(Coalesce {
         mode: match args.coalesce.as_str() {
             "on" => CoalesceMode::On,

@@ -40,10 +40,19 @@ pub fn parse_url(u: &str) -> Url {
 }
 
 impl Server {
-    /// `ustgt serve ARGS...`, waiting for its URLs.
+    /// `ustgt serve ARGS...`, waiting for its URLs. With `USTGT_TEST_NET` set (`epoll` or
+    /// `uring`) and no `--net` in ARGS, the server runs that network engine, so the whole
+    /// suite can be run against either.
     pub fn start(args: &[&str]) -> Server {
+        let net: Vec<String> = match std::env::var("USTGT_TEST_NET") {
+            Ok(engine) if !engine.is_empty() && !args.contains(&"--net") => {
+                vec!["--net".into(), engine]
+            }
+            _ => Vec::new(),
+        };
         let mut child = Command::new(BIN)
             .arg("serve")
+            .args(&net)
             .args(args)
             .env(
                 "RUST_LOG",
