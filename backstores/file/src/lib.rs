@@ -39,6 +39,8 @@ mod extents;
 pub mod map;
 mod shm;
 #[allow(unsafe_code)]
+mod stream;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::fs::{File, OpenOptions};

@@ -101,9 +101,7 @@ impl Mapping {
         let start = self.check_write(offset, buf.len())?;
         // SAFETY: bounds checked as in `read`; the mapping is writable (PROT_WRITE) and `buf`
         // cannot overlap it (a slice into the mapping is never created).
-        unsafe {
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), self.ptr.as_ptr().add(start), buf.len())
-        };
+        unsafe { crate::stream::copy_to_medium(self.ptr.as_ptr().add(start), buf) };
         Ok(())
     }
 
