@@ -2,26 +2,35 @@
 //!
 //! Input: three header bytes (store kind and block size, read-only, an asynchronous-queue
 //! wrapper so that `LunTable::start` hands out store operations, fault injection, write cache,
-//! a second LUN, small limits, removable medium, SANITIZE, physical block size), then
-//! operations: commands (CDB of 0 to 32 bytes, Data-Out bytes, expected length, I_T nexus, LUN,
-//! task attribute, `execute` or `start` and how the queued operation ends), LUN and target
-//! resets, nexus loss, REPORTED LUNS DATA HAS CHANGED, mapping and unmapping a LUN, flushes.
-//! Several commands run against one table, so reservations, mode pages and unit attentions
-//! carry over between them.
+//! a second LUN, small limits, removable medium, SANITIZE, physical block size, two target
+//! ports), then operations: commands (CDB of 0 to 32 bytes, Data-Out bytes, expected length,
+//! I_T nexus, LUN, task attribute, `execute` or `start` and how the queued operation ends or
+//! whether a background operation runs at once), LUN and target resets (optionally probed),
+//! nexus loss, REPORTED LUNS DATA HAS CHANGED, running or dropping background operations,
+//! mapping and unmapping a LUN, flushes. Several commands run against one table, so
+//! reservations, mode pages, unit attentions and a sanitize in progress carry over between
+//! them.
 //!
 //! Checks: no panic; the status is GOOD, CHECK CONDITION or RESERVATION CONFLICT; CHECK
 //! CONDITION comes with well-formed sense (fixed or descriptor, lengths consistent, a field
 //! pointer inside the CDB) and no data; other statuses without sense; Data-In never longer than
 //! the allocation length or transfer length of the CDB; an unmapped LUN only answers INQUIRY,
 //! REQUEST SENSE and REPORT LUNS; queued store operations are block aligned, inside the store,
-//! within the maximum transfer, and a read's result is exactly what the store returned.
+//! within the maximum transfer, and a read's result is exactly what the store returned. A
+//! `Started::Background` is a SANITIZE of a unit that allows it, one at a time per unit, with
+//! a GOOD status at once only under IMMED; while it is in flight the unit reports the sanitize
+//! in progress and runs nothing but INQUIRY, REQUEST SENSE and REPORT LUNS; every job is run
+//! (or dropped) exactly once and the unit is then no longer sanitizing. After a LUN or target
+//! reset every nexus, the requester included, gets a reset unit attention.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use backstore::{BlockStore, Capabilities, Extent, Geometry, IoDone, IoOp, IoQueue};
-use scsi_core::{Device, DeviceConfig, LunTable, NexusId, Request, Response, Started, TaskAttr};
+use scsi_core::{
+    Background, Device, DeviceConfig, LunTable, NexusId, Request, Response, Started, TaskAttr,
+};
 use store_inject::{FaultKind, FaultRule, InjectRules, InjectStore, Trigger};
 use store_null::NullStore;
 use store_ram::RamStore;
@@ -33,14 +42,35 @@ pub mod op {
     /// A command: flags, CDB (u8 length + bytes), Data-Out (u16 length + bytes), expected
     /// length mode (+ u32), and with `start` the completion mode.
     pub const CMD: u8 = 0;
-    /// LOGICAL UNIT RESET: LUN selector, requester.
+    /// LOGICAL UNIT RESET: LUN selector, probe flag (bit 0: check the unit attentions).
     pub const LUN_RESET: u8 = 4;
-    /// Target reset, nexus loss or REPORTED LUNS DATA HAS CHANGED: kind.
+    /// A kind byte (modulo 8, see [`target`]): target reset, nexus loss, REPORTED LUNS DATA
+    /// HAS CHANGED, ABORT TASK SET, background operations.
     pub const TARGET: u8 = 5;
     /// Map or unmap LUN 1: flag.
     pub const MAP: u8 = 6;
     /// Flush every LUN.
     pub const FLUSH: u8 = 7;
+}
+
+/// Kinds of the [`op::TARGET`] operation.
+pub mod target {
+    /// Target reset, then check the unit attentions of every LUN.
+    pub const RESET_PROBED: u8 = 0;
+    /// Target reset.
+    pub const RESET: u8 = 1;
+    /// Nexus 2 is lost.
+    pub const NEXUS_LOST: u8 = 2;
+    /// REPORTED LUNS DATA HAS CHANGED.
+    pub const LUNS_CHANGED: u8 = 3;
+    /// ABORT TASK SET of LUN 0 by nexus 1.
+    pub const ABORT_TASK_SET: u8 = 4;
+    /// Run the oldest background operation in flight.
+    pub const RUN_JOB: u8 = 5;
+    /// Drop the newest background operation in flight unrun.
+    pub const DROP_JOB: u8 = 6;
+    /// Run every background operation in flight.
+    pub const RUN_ALL: u8 = 7;
 }
 
 /// Command flags.
@@ -51,7 +81,8 @@ pub mod flag {
     pub const LUN_SHIFT: u8 = 1;
     /// Task attribute selector: three bits.
     pub const ATTR_SHIFT: u8 = 3;
-    /// Run through `LunTable::start` (queued I/O when the store has queues).
+    /// Run through `LunTable::start` (queued I/O when the store has queues, background work
+    /// for SANITIZE); a completion mode byte follows the command.
     pub const START: u8 = 0x40;
 }
 
@@ -78,6 +109,8 @@ pub mod store_flag {
 const RAM_BLOCKS: u64 = 256;
 const NULL_BYTES: u64 = 1 << 30;
 const LUNS: [u64; 4] = [0, 1, 7, 300];
+/// The nexus of the harness's own probes (never used by the input's commands).
+const PROBE: NexusId = NexusId(3);
 
 /// Forwards to a store and offers an (unused) asynchronous queue, so that `start` splits
 /// READ, WRITE and SYNCHRONIZE CACHE into a store operation and a completion.
@@ -231,6 +264,29 @@ pub struct Report {
     pub conflict: usize,
     /// Store operations handed out by `start`.
     pub queued: usize,
+    /// Operations handed out as `Started::Background`.
+    pub background: usize,
+    /// Background operations run to their end.
+    pub background_done: usize,
+    /// Resets checked for the unit attention of every nexus.
+    pub resets_probed: usize,
+}
+
+/// A SANITIZE handed out as `Started::Background` and not run yet.
+struct Job {
+    job: Background,
+    dev: Arc<Device>,
+    cdb: Vec<u8>,
+    /// Its status went back at once (IMMED): the job's own response is dropped.
+    answered: bool,
+}
+
+/// One input's LUN table, with the background operations it started.
+struct Run {
+    table: LunTable,
+    h: [u8; 3],
+    rep: Report,
+    jobs: Vec<Job>,
 }
 
 /// Run one input.
@@ -240,7 +296,6 @@ pub fn run(data: &[u8]) {
 
 /// Run one input and say what it reached.
 pub fn report(data: &[u8]) -> Report {
-    let mut rep = Report::default();
     let mut inp = Input::new(data);
     let h = [inp.u8(), inp.u8(), inp.u8()];
     let mut luns = vec![(0, device(h, "fuzz0000"))];
@@ -248,109 +303,299 @@ pub fn report(data: &[u8]) -> Report {
         luns.push((1, device(h, "fuzz0001")));
     }
     let table = LunTable::new(luns);
+    if h[2] & 0x20 != 0 {
+        // Two target ports (ALUA target port groups), one per nexus.
+        table.set_target_port_count(2);
+        table.bind_target_port(NexusId(1), 1);
+        table.bind_target_port(NexusId(2), 2);
+    }
+    let mut r = Run {
+        table,
+        h,
+        rep: Report::default(),
+        jobs: Vec::new(),
+    };
     let mut ops = 0;
     while let Some(tag) = inp.op() {
         ops += 1;
         if ops > 64 {
             break;
         }
+        r.step(tag, &mut inp);
+    }
+    // Every background operation ends: the transport always runs what it was handed.
+    while !r.jobs.is_empty() {
+        r.run_job(0);
+    }
+    r.rep
+}
+
+impl Run {
+    fn step(&mut self, tag: u8, inp: &mut Input) {
         match tag % 8 {
-            0..=3 => command(&table, &mut inp, &mut rep),
+            0..=3 => self.command(inp),
             op::LUN_RESET => {
-                let (l, r) = (inp.u8(), inp.u8());
-                let requester = (r & 1 != 0).then_some(NexusId(u64::from(r >> 1 & 1) + 1));
-                table.lun_reset(LUNS[usize::from(l % 4)], requester);
+                let (l, probe) = (inp.u8(), inp.u8() & 1 != 0);
+                let lun = LUNS[usize::from(l % 4)];
+                let mapped = self.table.device(lun).is_some();
+                assert_eq!(self.table.lun_reset(lun), mapped, "LUN RESET of LUN {lun}");
+                if probe && mapped {
+                    self.probe_reset(lun);
+                }
             }
-            op::TARGET => match inp.u8() % 5 {
-                0 => table.target_reset(Some(NexusId(1))),
-                1 => table.target_reset(None),
-                2 => table.nexus_lost(NexusId(2)),
-                3 => table.report_luns_changed(),
-                _ => table.abort_task_set(0, NexusId(1)),
-            },
+            op::TARGET => self.target_op(inp.u8()),
             op::MAP => {
                 if inp.u8() & 1 == 0 {
-                    table.map(1, device(h, "fuzz0001"));
+                    self.table.map(1, device(self.h, "fuzz0001"));
                 } else {
-                    table.unmap(1);
+                    self.table.unmap(1);
                 }
             }
             _ => {
-                let _ = table.flush_all();
+                let _ = self.table.flush_all();
             }
         }
     }
-    rep
+
+    fn target_op(&mut self, kind: u8) {
+        match kind % 8 {
+            target::RESET_PROBED => {
+                self.table.target_reset();
+                for lun in self.table.luns() {
+                    self.probe_reset(lun);
+                }
+            }
+            target::RESET => self.table.target_reset(),
+            target::NEXUS_LOST => self.table.nexus_lost(NexusId(2)),
+            target::LUNS_CHANGED => self.table.report_luns_changed(),
+            target::ABORT_TASK_SET => self.table.abort_task_set(0, NexusId(1)),
+            target::RUN_JOB if !self.jobs.is_empty() => self.run_job(0),
+            target::DROP_JOB => {
+                // The transport could not start it (no thread): the job is dropped unrun and
+                // the command answered by the transport.
+                if let Some(j) = self.jobs.pop() {
+                    let dev = j.dev.clone();
+                    drop(j);
+                    assert!(!sanitizing(&dev), "a dropped job left the unit sanitizing");
+                }
+            }
+            _ => {
+                while !self.jobs.is_empty() {
+                    self.run_job(0);
+                }
+            }
+        }
+    }
+
+    /// After a reset, every nexus, the one that asked for it included, reports a reset unit
+    /// attention (29h) on its next command.
+    fn probe_reset(&mut self, lun: u64) {
+        self.rep.resets_probed += 1;
+        for n in [NexusId(1), NexusId(2)] {
+            let r = self.table.execute(lun, &plain(n, &[0; 6]));
+            assert_eq!(r.status.0, 0x02, "no unit attention after a reset ({n:?})");
+            let (key, asc, _) = sense_fields(&r.sense);
+            assert_eq!(
+                (key, asc),
+                (0x06, 0x29),
+                "not a reset unit attention ({n:?})"
+            );
+        }
+    }
+
+    /// Run background job `i` to its end and check the command's response, if it is one.
+    fn run_job(&mut self, i: usize) {
+        let j = self.jobs.remove(i);
+        let resp = j.job.run();
+        self.rep.background_done += 1;
+        check_response(&j.cdb, &resp, 0, true);
+        if !j.answered {
+            self.count(&resp);
+        }
+        assert!(
+            !sanitizing(&j.dev),
+            "the unit is still sanitizing after its job"
+        );
+    }
+
+    fn count(&mut self, resp: &Response) {
+        match resp.status.0 {
+            0 => self.rep.good += 1,
+            2 => self.rep.check += 1,
+            _ => self.rep.conflict += 1,
+        }
+    }
+
+    /// The device `dev` has a background operation in flight.
+    fn busy(&self, dev: &Arc<Device>) -> bool {
+        self.jobs.iter().any(|j| Arc::ptr_eq(&j.dev, dev))
+    }
+
+    fn command(&mut self, inp: &mut Input) {
+        let f = inp.u8();
+        let n = usize::from(inp.u8() % 33);
+        let cdb = inp.bytes(n).to_vec();
+        let data = inp.blob(65535).to_vec();
+        let lun = LUNS[usize::from((f >> flag::LUN_SHIFT) & 3)];
+        let dev = self.table.device(lun);
+        let bs = dev.as_ref().map_or(512, |d| d.geometry().block_size);
+        let limit = data_in_limit(&cdb, bs);
+        let expected_len = match inp.u8() % 4 {
+            0 if !data.is_empty() => data.len() as u32,
+            0 => u32::try_from(limit.min(u64::from(u32::MAX))).unwrap_or(u32::MAX),
+            1 => data.len() as u32,
+            2 => inp.u32(),
+            _ => 0,
+        };
+        let req = Request {
+            nexus: NexusId(1 + u64::from(f & flag::NEXUS2)),
+            cdb: &cdb,
+            data_out: &data,
+            expected_len,
+            attr: attr(f),
+        };
+        let busy = dev.as_ref().is_some_and(|d| self.busy(d));
+        let resp = if f & flag::START != 0 {
+            let mode = inp.u8();
+            match self.table.start(lun, &req) {
+                Started::Done(r) => r,
+                Started::Io { op, pending } => {
+                    self.rep.queued += 1;
+                    let dev = dev.as_ref().expect("queued I/O on a mapped LUN");
+                    queued(op, pending, mode, dev, &cdb, data.len())
+                }
+                Started::Background { job, status_now } => {
+                    let dev = dev.clone().expect("background work on a mapped LUN");
+                    let Some(r) = self.background(job, status_now, dev, &cdb, mode) else {
+                        return;
+                    };
+                    r
+                }
+            }
+        } else {
+            self.table.execute(lun, &req)
+        };
+        check_response(&cdb, &resp, limit, dev.is_some());
+        if busy && resp.status.0 == 0 {
+            let opcode = byte(&cdb, 0);
+            assert!(
+                matches!(opcode, 0x03 | 0x12 | 0xa0),
+                "opcode {opcode:#04x} ran while the unit was sanitizing"
+            );
+        }
+        self.count(&resp);
+        if let Some(d) = &dev {
+            if is_read(byte(&cdb, 0)) {
+                let max = u64::from(d.config().max_transfer_bytes);
+                assert!(
+                    resp.data_in.len() as u64 <= max,
+                    "read beyond the maximum transfer"
+                );
+            }
+        }
+    }
+
+    /// A command handed out as a background operation: its status now (IMMED), or none yet.
+    /// Mode bit 0 runs the job at once, else it stays in flight while other commands run.
+    fn background(
+        &mut self,
+        job: Background,
+        status_now: Option<Response>,
+        dev: Arc<Device>,
+        cdb: &[u8],
+        mode: u8,
+    ) -> Option<Response> {
+        self.rep.background += 1;
+        assert_eq!(
+            byte(cdb, 0),
+            0x48,
+            "background work for a command but SANITIZE"
+        );
+        assert!(
+            dev.config().sanitize,
+            "SANITIZE started on a unit without it"
+        );
+        assert!(!dev.read_only(), "SANITIZE started on a read-only unit");
+        assert!(
+            !self.busy(&dev),
+            "two sanitize operations at once on one unit"
+        );
+        assert!(
+            sanitizing(&dev),
+            "a background SANITIZE without the unit sanitizing"
+        );
+        if let Some(r) = &status_now {
+            assert_eq!(byte(cdb, 1) & 0x80, 0x80, "status at once without IMMED");
+            assert_eq!(r.status.0, 0, "status at once that is not GOOD");
+        }
+        self.jobs.push(Job {
+            job,
+            dev,
+            cdb: cdb.to_vec(),
+            answered: status_now.is_some(),
+        });
+        if mode & 1 != 0 {
+            self.run_job(self.jobs.len() - 1);
+        }
+        status_now
+    }
 }
 
-fn command(table: &LunTable, inp: &mut Input, rep: &mut Report) {
-    let f = inp.u8();
-    let n = usize::from(inp.u8() % 33);
-    let cdb = inp.bytes(n).to_vec();
-    let data = inp.blob(65535).to_vec();
-    let nexus = NexusId(1 + u64::from(f & flag::NEXUS2));
-    let lun = LUNS[usize::from((f >> flag::LUN_SHIFT) & 3)];
-    let attr = match (f >> flag::ATTR_SHIFT) & 7 {
+/// A SIMPLE command without data from nexus `n`.
+fn plain(n: NexusId, cdb: &[u8]) -> Request<'_> {
+    Request {
+        nexus: n,
+        cdb,
+        data_out: &[],
+        expected_len: 0,
+        attr: TaskAttr::Simple,
+    }
+}
+
+fn attr(f: u8) -> TaskAttr {
+    match (f >> flag::ATTR_SHIFT) & 7 {
         0 | 1 => TaskAttr::Simple,
         2 => TaskAttr::Ordered,
         3 => TaskAttr::HeadOfQueue,
         4 => TaskAttr::Aca,
         x => TaskAttr::Other(x),
-    };
-    let dev = table.device(lun);
-    let bs = dev.as_ref().map_or(512, |d| d.geometry().block_size);
-    let limit = data_in_limit(&cdb, bs);
-    let expected_len = match inp.u8() % 4 {
-        0 if !data.is_empty() => data.len() as u32,
-        0 => u32::try_from(limit.min(u64::from(u32::MAX))).unwrap_or(u32::MAX),
-        1 => data.len() as u32,
-        2 => inp.u32(),
-        _ => 0,
-    };
-    let req = Request {
-        nexus,
-        cdb: &cdb,
-        data_out: &data,
-        expected_len,
-        attr,
-    };
-    let resp = if f & flag::START != 0 {
-        let mode = inp.u8();
-        match table.start(lun, &req) {
-            Started::Done(r) => r,
-            Started::Io { op, pending } => {
-                rep.queued += 1;
-                let dev = dev.as_ref().expect("queued I/O on a mapped LUN");
-                check_io(&op, dev, &cdb, data.len());
-                let want = match &op {
-                    IoOp::Read { len, .. } => Some(*len),
-                    _ => None,
-                };
-                let r = finish_io(op, pending, mode);
-                if let (Some(len), 0) = (want, r.status.0) {
-                    assert_eq!(r.data_in.len(), len, "read data is not what the store read");
-                }
-                r
-            }
-        }
-    } else {
-        table.execute(lun, &req)
-    };
-    check_response(&cdb, &resp, limit, dev.is_some());
-    match resp.status.0 {
-        0 => rep.good += 1,
-        2 => rep.check += 1,
-        _ => rep.conflict += 1,
     }
-    if let Some(d) = &dev {
-        if is_read(byte(&cdb, 0)) {
-            let max = u64::from(d.config().max_transfer_bytes);
-            assert!(
-                resp.data_in.len() as u64 <= max,
-                "read beyond the maximum transfer"
-            );
+}
+
+/// Whether the unit reports a sanitize operation in progress (REQUEST SENSE from a nexus of
+/// its own, after its unit attentions).
+fn sanitizing(dev: &Device) -> bool {
+    let cdb = [0x03, 0, 0, 0, 252, 0];
+    for _ in 0..16 {
+        let r = dev.execute(&plain(PROBE, &cdb));
+        assert_eq!(r.status.0, 0, "REQUEST SENSE failed");
+        match sense_fields(&r.data_in) {
+            (0x06, ..) => continue,
+            (key, asc, ascq) => return (key, asc, ascq) == (0x02, 0x04, 0x1b),
         }
     }
+    panic!("unit attentions without end");
+}
+
+/// A queued operation: checked, ended as `mode` says, and its response.
+fn queued(
+    op: IoOp,
+    pending: scsi_core::PendingIo,
+    mode: u8,
+    dev: &Device,
+    cdb: &[u8],
+    data_len: usize,
+) -> Response {
+    check_io(&op, dev, cdb, data_len);
+    let want = match &op {
+        IoOp::Read { len, .. } => Some(*len),
+        _ => None,
+    };
+    let r = finish_io(op, pending, mode);
+    if let (Some(len), 0) = (want, r.status.0) {
+        assert_eq!(r.data_in.len(), len, "read data is not what the store read");
+    }
+    r
 }
 
 /// End a queued operation: run it, or fail it, or return short data.
@@ -479,9 +724,14 @@ fn check_response(cdb: &[u8], r: &Response, limit: u64, mapped: bool) {
 }
 
 fn sense_asc(s: &[u8]) -> u8 {
+    sense_fields(s).1
+}
+
+/// Sense key, ASC and ASCQ of fixed or descriptor sense data.
+fn sense_fields(s: &[u8]) -> (u8, u8, u8) {
     match s.first().map(|b| b & 0x7f) {
-        Some(0x70 | 0x71) => byte(s, 12),
-        _ => byte(s, 2),
+        Some(0x70 | 0x71) => (byte(s, 2) & 0x0f, byte(s, 12), byte(s, 13)),
+        _ => (byte(s, 1) & 0x0f, byte(s, 2), byte(s, 3)),
     }
 }
 

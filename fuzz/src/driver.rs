@@ -193,14 +193,20 @@ impl Driver {
     /// Advance the clock by `ms`, let timers fire and drain.
     pub fn advance(&mut self, ms: Millis) -> Vec<Output> {
         self.now = self.now.saturating_add(ms);
-        self.conn.handle_timeout(self.now);
-        self.drain()
+        self.timers()
     }
 
     /// Jump to the connection's next deadline (if any), let timers fire and drain.
     pub fn to_next_deadline(&mut self) -> Vec<Output> {
         if let Some(t) = self.conn.next_timeout() {
             self.now = self.now.max(t);
+        }
+        self.timers()
+    }
+
+    fn timers(&mut self) -> Vec<Output> {
+        if crate::outputs::trace() {
+            eprintln!("-> timers at {} ms", self.now);
         }
         self.conn.handle_timeout(self.now);
         self.drain()

@@ -12,19 +12,31 @@
 //! | `config` | [`toml_config::run`] | ustgt's TOML config, LUNSPEC, size, portal |
 
 pub mod cdb;
+pub mod config_access;
 pub mod driver;
 pub mod input;
 pub mod login;
 pub mod outputs;
 pub mod session;
+pub mod session_writes;
 pub mod toml_config;
 pub mod wire;
 
 // The configuration modules of the ustgt binary, compiled here as they are (they refer to
-// each other as `crate::lunspec`, `crate::size` and `crate::stores`).
+// each other as `crate::acl`, `crate::auth`, `crate::config`, `crate::limits`,
+// `crate::lunspec`, `crate::size` and `crate::stores`).
+#[allow(dead_code, clippy::all)]
+#[path = "../../crates/ustgt/src/acl.rs"]
+mod acl;
+#[allow(dead_code, clippy::all)]
+#[path = "../../crates/ustgt/src/auth.rs"]
+mod auth;
 #[allow(dead_code, clippy::all)]
 #[path = "../../crates/ustgt/src/config.rs"]
 mod config;
+#[allow(dead_code, clippy::all)]
+#[path = "../../crates/ustgt/src/limits.rs"]
+mod limits;
 #[allow(dead_code, clippy::all)]
 #[path = "../../crates/ustgt/src/lunspec.rs"]
 mod lunspec;

@@ -43,6 +43,8 @@ pub struct Checker {
     cmd_window: u32,
     /// Text response data of a C=1 sequence, per ITT.
     text_parts: HashMap<u32, Vec<u8>>,
+    /// Login response data of a C=1 sequence.
+    login_text: Vec<u8>,
     /// Login responses sent.
     pub login_responses: usize,
     /// Outputs checked.
@@ -61,6 +63,7 @@ impl Checker {
             last_exp_cmd_sn: None,
             cmd_window,
             text_parts: HashMap::new(),
+            login_text: Vec::new(),
             login_responses: 0,
             outputs: 0,
         }
@@ -117,12 +120,10 @@ impl Checker {
         assert!(pdu.ahs.is_empty(), "target PDU with AHS");
         round_trip(pdu, data, digests);
         let limit = if matches!(pdu.bhs, Bhs::LoginResponse(_)) {
-            // Known finding 1: login responses are not split with the C bit.
-            if strict() {
-                LOGIN_MRDSL
-            } else {
-                usize::MAX
-            }
+            // Long login responses are split with the C bit (fixed finding 1), at 8192 bytes
+            // or the smaller MaxRecvDataSegmentLength the initiator declared.
+            let declared = conn.params().initiator_mrdsl.max(512);
+            usize::try_from(declared).map_or(LOGIN_MRDSL, |d| d.min(LOGIN_MRDSL))
         } else {
             let mrdsl = conn.params().initiator_mrdsl.max(512);
             usize::try_from(mrdsl).unwrap_or(usize::MAX)
@@ -134,11 +135,36 @@ impl Checker {
             pdu.bhs
         );
         self.check_numbers(&pdu.bhs);
+        if conn.session_info().is_some_and(|s| s.discovery) {
+            // Discovery sessions carry Text, Logout and their refusals only (no pings either).
+            assert!(
+                matches!(
+                    pdu.bhs,
+                    Bhs::TextResponse(_)
+                        | Bhs::LogoutResponse(_)
+                        | Bhs::Reject(_)
+                        | Bhs::AsyncMessage(_)
+                        | Bhs::LoginResponse(_)
+                ),
+                "a discovery session sent {:?}",
+                pdu.bhs
+            );
+        }
         match &pdu.bhs {
             Bhs::LoginResponse(r) => {
                 self.login_responses += 1;
                 assert!(!self.logged_in, "login response in full feature phase");
-                let keys = parse_text(data).expect("login response text parses");
+                // A long response comes in C=1 parts; the text parses once it ends.
+                self.login_text.extend_from_slice(data);
+                let keys = if r.cont {
+                    assert_eq!(r.status_class, 0, "a failed login response with C");
+                    Vec::new()
+                } else {
+                    // A failure ends an unfinished response: only its own data counts.
+                    let all = std::mem::take(&mut self.login_text);
+                    let text = if r.status_class == 0 { &all[..] } else { data };
+                    parse_text(text).expect("login response text parses")
+                };
                 assert!(
                     r.status_class == 0 || keys.is_empty(),
                     "keys in a failed login response"

@@ -1,7 +1,8 @@
 //! `session`: the full feature phase of iscsi-proto after a scripted login.
 //!
 //! Input: four header bytes (limits and the negotiated keys: MaxRecvDataSegmentLength, burst
-//! lengths, R2T settings, digests, discovery, shared Data-In, first CmdSN), then operations:
+//! lengths, R2T settings, digests, discovery or write budget and Data-Out timeout, shared
+//! Data-In, first CmdSN), then operations:
 //! SCSI commands with and without immediate data and AHS, Data-Out (correct, or with one field
 //! wrong), "send all outstanding data", NOP-Out, task management, Text, Logout, SNACK, raw bytes,
 //! PDUs the target must refuse, decoder errors, timeouts, completions of executed tasks (and of
@@ -12,11 +13,15 @@
 //! contiguous, equal to the result's data, never beyond the expected read length; at most one
 //! response per task, and exactly one unless the task was hit by task management or the
 //! connection closed; write data handed to the SCSI layer is exactly what was sent, at the
-//! right offsets, as long as the expected length; no task is executed twice.
+//! right offsets, as long as the expected length; no task is executed twice. The write side
+//! (R2T sequences, the write budget, the Data-Out timeout, responses without a completion) is
+//! checked by [`crate::session_writes`]; QUERY TASK answers by `Session::query_answer`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use iscsi_proto::{cmdsn::sn_lt, Limits, Output, ScsiResult, TaskId};
+use iscsi_proto::{
+    cmdsn::sn_lt, Limits, Output, ScsiResult, TaskId, DEFAULT_WRITE_BUDGET, MIN_WRITE_BUDGET,
+};
 use iscsi_wire::{
     lun_from_index, Bhs, DataOut, LoginRequest, LogoutRequest, NopIn, NopOut, Pdu, R2t, RawBhs,
     ScsiCommand, SnackRequest, TaskMgmtRequest, TextRequest, WireError,
@@ -26,6 +31,7 @@ use crate::driver::{Driver, Fed, INITIATOR, ISID, TARGET, TARGET2};
 use crate::input::Input;
 use crate::login::pair;
 use crate::outputs::RESERVED;
+use crate::session_writes::{Tmf, Writes};
 
 /// Operation tags (the tag byte modulo 20).
 pub mod op {
@@ -199,7 +205,20 @@ struct Session {
     /// Data-Out bytes the harness may still send in this input (the engine buffers a whole
     /// write before executing it, so this bounds the memory one input can take).
     data_budget: u32,
+    /// R2T sequences, the write budget and the Data-Out timeout.
+    writes: Writes,
     report: Report,
+}
+
+/// What made the engine produce a batch of outputs.
+#[derive(Debug, Clone)]
+enum Src {
+    /// A PDU (or decoder error) fed.
+    Fed(Fed),
+    /// A timer call.
+    Timer,
+    /// Another call (`task_mgmt_done`, `abort`, `request_logout`).
+    Other,
 }
 
 /// What one input reached (for tests of the seeds).
@@ -221,6 +240,14 @@ pub struct Report {
     pub text_responses: usize,
     /// The connection closed.
     pub closed: bool,
+    /// R2Ts that came out of a completion (writes admitted to the budget it freed).
+    pub r2ts_on_completion: usize,
+    /// Writes ended by the Data-Out timeout.
+    pub timeouts: usize,
+    /// Writes refused for their length.
+    pub refused: usize,
+    /// QUERY TASK / QUERY TASK SET answered.
+    pub queries: usize,
 }
 
 /// Run one input.
@@ -268,6 +295,9 @@ pub struct Setup {
 /// Decode the four header bytes.
 pub fn setup(h: [u8; 4]) -> Setup {
     let pick = |v: &[u32], b: u8| v[usize::from(b) % v.len()];
+    // Bits 4-6 of h[2]: 7 is a discovery session, else a small write budget (bit 4), a short
+    // Data-Out timeout (bit 5) or none (bit 6).
+    let v = (h[2] >> 4) & 7;
     let limits = Limits {
         cmd_window: pick(&[1, 2, 8, 128], h[0]),
         nop_interval_ms: u64::from(pick(&[0, 0, 100, 1000], h[0] >> 2)),
@@ -275,6 +305,16 @@ pub fn setup(h: [u8; 4]) -> Setup {
         max_recv_data_segment: pick(&[512, 8192, 65536, 262144], h[0] >> 4),
         immediate_data: h[0] & 0x40 == 0,
         initial_r2t: h[0] & 0x80 != 0,
+        write_budget: if v & 1 != 0 {
+            MIN_WRITE_BUDGET
+        } else {
+            DEFAULT_WRITE_BUDGET
+        },
+        data_out_timeout_ms: match v & 6 {
+            0 => 30_000,
+            4 => 0,
+            _ => 500,
+        },
         ..Limits::default()
     };
     let yes = |b: bool| if b { "Yes" } else { "No" }.to_string();
@@ -304,7 +344,7 @@ pub fn setup(h: [u8; 4]) -> Setup {
     Setup {
         limits,
         keys,
-        discovery: (h[2] >> 4) & 7 == 7,
+        discovery: v == 7,
         shared: h[2] & 0x80 != 0,
         first_cmd_sn: if h[3] & 0x80 != 0 {
             0xffff_fff0 | u32::from(h[3] & 0xf)
@@ -357,6 +397,8 @@ fn taint(p: &mut Pdu) {
 impl Session {
     fn login(h: [u8; 4]) -> Option<Session> {
         let s = setup(h);
+        let sane = s.limits.sanitized();
+        let writes = Writes::new(sane.write_budget, sane.data_out_timeout_ms);
         let mut d = Driver::connect(s.limits.clone(), None);
         d.conn.set_shared_data_in(s.shared);
         let mut text = Vec::new();
@@ -397,6 +439,7 @@ impl Session {
             epoch: 0,
             tmf_open: BTreeMap::new(),
             data_budget: DATA_BUDGET,
+            writes,
             report: Report::default(),
         })
     }
@@ -423,7 +466,7 @@ impl Session {
                 } else {
                     self.d.to_next_deadline()
                 };
-                self.batch(None, outs);
+                self.batch(Src::Timer, outs);
             }
             op::COMPLETE => self.complete(inp),
             op::TMF_DONE => {
@@ -435,7 +478,7 @@ impl Session {
                 };
                 self.d.conn.task_mgmt_done(itt, resp);
                 let outs = self.d.drain();
-                self.batch(None, outs);
+                self.batch(Src::Other, outs);
             }
             op::WIRE_ERROR => self.wire_error(inp),
             op::WRONG => self.wrong(inp),
@@ -451,7 +494,7 @@ impl Session {
                     self.d.conn.request_logout(self.d.now, u16::from(b));
                 }
                 let outs = self.d.drain();
-                self.batch(None, outs);
+                self.batch(Src::Other, outs);
             }
             _ => self.complete_all(),
         }
@@ -552,7 +595,17 @@ impl Session {
         });
         let p = self.d.conn.params();
         let imm32 = u32::try_from(imm.len()).unwrap_or(u32::MAX);
-        if write && f & cmd_flag::FINAL == 0 && !p.initial_r2t && edtl > imm32 {
+        let unsolicited = f & cmd_flag::FINAL == 0 && !p.initial_r2t;
+        if write && edtl > 0 {
+            let unsol_end = if unsolicited {
+                p.first_burst.min(edtl).max(imm32)
+            } else {
+                imm32
+            };
+            let index = self.cmds.len() - 1;
+            self.writes.built(index, itt, edtl, imm32, unsol_end);
+        }
+        if write && unsolicited && edtl > imm32 {
             let limit = p.first_burst.min(edtl).max(imm32);
             self.owed.push(Owed {
                 itt,
@@ -871,7 +924,7 @@ impl Session {
         };
         let itt = err.header().map_or(RESERVED, |h| h.itt());
         let outs = self.d.wire_error(err);
-        self.batch(Some(Fed::Error(itt)), outs);
+        self.batch(Src::Fed(Fed::Error(itt)), outs);
         if let Some(o) = self.owed.iter().position(|o| o.itt == itt) {
             self.owed.remove(o);
         }
@@ -879,25 +932,80 @@ impl Session {
 
     fn batches(&mut self, steps: Vec<(Fed, Vec<Output>)>) {
         for (fed, outs) in steps {
-            if let Fed::Pdu(Pdu {
-                bhs: Bhs::TaskMgmtRequest(t),
-                ..
-            }) = &fed
-            {
-                self.epoch += 1;
-                *self.tmf_open.entry(t.itt).or_default() += 1;
+            match &fed {
+                Fed::Pdu(Pdu {
+                    bhs: Bhs::TaskMgmtRequest(t),
+                    ..
+                }) => {
+                    self.query_answer(t, &outs);
+                    self.epoch += 1;
+                    *self.tmf_open.entry(t.itt).or_default() += 1;
+                }
+                Fed::Pdu(Pdu {
+                    bhs: Bhs::ScsiCommand(c),
+                    ..
+                }) => self.writes.fed(c, self.d.now),
+                _ => {}
             }
-            self.batch(Some(fed), outs);
+            self.batch(Src::Fed(fed), outs);
+        }
+    }
+
+    /// QUERY TASK and QUERY TASK SET are answered at once with FUNCTION COMPLETE (no such
+    /// task) or FUNCTION SUCCEEDED; QUERY TASK finds a task that executes untouched by task
+    /// management, and no task with a tag never fed.
+    fn query_answer(&mut self, t: &TaskMgmtRequest, outs: &[Output]) {
+        if !matches!(t.function, 9 | 10) {
+            return;
+        }
+        let Some(resp) = outs.iter().find_map(|o| match o {
+            Output::Transmit(p, _) => match &p.bhs {
+                Bhs::TaskMgmtResponse(r) if r.itt == t.itt => Some(r.response),
+                _ => None,
+            },
+            _ => None,
+        }) else {
+            return;
+        };
+        self.report.queries += 1;
+        assert!(matches!(resp, 0 | 7), "QUERY answered {resp}");
+        if t.function != 9 {
+            return;
+        }
+        let executing = self.exec.values().any(|e| {
+            e.owed_response(self.epoch) && e.rec.as_ref().is_some_and(|c| c.itt == t.ref_task_tag)
+        });
+        if executing {
+            assert_eq!(
+                resp, 7,
+                "QUERY TASK missed executing task {:#x}",
+                t.ref_task_tag
+            );
+        }
+        if !self.writes.ever_fed(t.ref_task_tag) {
+            assert_eq!(
+                resp, 0,
+                "QUERY TASK found {:#x}, never sent",
+                t.ref_task_tag
+            );
+        }
+    }
+
+    /// Task management state, for the R2T checks.
+    fn tmf_state(&self) -> Tmf {
+        Tmf {
+            epoch: self.epoch,
+            settled: self.tmf_open.is_empty(),
         }
     }
 
     /// Checks outputs of anything but a completion.
-    fn batch(&mut self, fed: Option<Fed>, outs: Vec<Output>) {
+    fn batch(&mut self, src: Src, outs: Vec<Output>) {
         for o in outs {
             match o {
                 Output::Execute(task) => self.executed(task),
                 Output::Transmit(p, _) | Output::TransmitShared(p, _, _) => {
-                    self.target_pdu(fed.as_ref(), &p)
+                    self.target_pdu(&src, &p)
                 }
                 Output::TaskMgmt(req) => self.tmfs.push(req.itt),
                 Output::LoggedIn(_) => panic!("LoggedIn in full feature phase"),
@@ -906,31 +1014,31 @@ impl Session {
         }
     }
 
-    fn target_pdu(&mut self, fed: Option<&Fed>, p: &Pdu) {
+    fn target_pdu(&mut self, src: &Src, p: &Pdu) {
         match &p.bhs {
             Bhs::DataIn(d) => panic!("Data-In outside a completion: {d:?}"),
             Bhs::ScsiResponse(r) => {
-                let fed = fed.unwrap_or_else(|| panic!("SCSI response from nowhere: {r:?}"));
-                assert_eq!(r.itt, fed.itt(), "response for another task than the PDU's");
                 assert_eq!(r.status, 0x02, "only CHECK CONDITION without a completion");
                 assert!(!p.data.is_empty(), "CHECK CONDITION without sense");
                 let live = self.exec.values().any(|e| {
                     e.owed_response(self.epoch) && e.rec.as_ref().is_some_and(|c| c.itt == r.itt)
                 });
                 assert!(!live, "a response for itt {:#x} while it executes", r.itt);
+                let now = self.d.now;
+                match src {
+                    Src::Fed(fed) => {
+                        let refused = self.writes.answered(r.itt, fed.itt(), &p.data, now);
+                        self.report.refused += usize::from(refused);
+                    }
+                    Src::Timer => {
+                        self.writes.timed_out(r.itt, &p.data, now);
+                        self.report.timeouts += 1;
+                    }
+                    Src::Other => panic!("SCSI response from nowhere: {r:?}"),
+                }
                 self.owed.retain(|o| o.itt != r.itt);
             }
-            Bhs::R2t(r) => {
-                self.report.r2ts += 1;
-                self.owed.push(Owed {
-                    itt: r.itt,
-                    ttt: r.ttt,
-                    offset: r.buffer_offset,
-                    len: r.desired_len,
-                    sent: 0,
-                    data_sn: 0,
-                });
-            }
+            Bhs::R2t(r) => self.r2t(r),
             Bhs::NopIn(n) if n.itt == RESERVED => self.nop_ttt = Some(n.ttt),
             Bhs::TaskMgmtResponse(t) => {
                 self.report.tmf_responses += 1;
@@ -944,6 +1052,21 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// An R2T, from any call: checked, and owed data from then on.
+    fn r2t(&mut self, r: &R2t) {
+        self.report.r2ts += 1;
+        let tmf = self.tmf_state();
+        self.writes.r2t(r, self.d.now, tmf);
+        self.owed.push(Owed {
+            itt: r.itt,
+            ttt: r.ttt,
+            offset: r.buffer_offset,
+            len: r.desired_len,
+            sent: 0,
+            data_sn: 0,
+        });
     }
 
     fn executed(&mut self, task: iscsi_proto::Task) {
@@ -990,6 +1113,8 @@ impl Session {
         if let Some(c) = &rec {
             self.owed.retain(|o| o.itt != c.itt);
         }
+        let cmd = serial.zip(rec.as_ref().map(|c| c.itt));
+        self.writes.executed(cmd, self.d.now);
         self.exec.insert(
             task.id,
             ExecRec {
@@ -1020,12 +1145,10 @@ impl Session {
             *self.exec.keys().nth(i).expect("index in range")
         } else if sel < 0xf0 && !self.done.is_empty() {
             self.done[usize::from(sel) % self.done.len()]
-        } else if crate::outputs::strict() {
-            TaskId(inp.u32())
         } else {
-            // Known finding 2: `complete` answers a task still collecting Data-Out, so only
-            // ids that were never handed out (nor allocated) stand for "does not exist".
-            TaskId(inp.u32() | 0x8000_0000)
+            // Any id: never allocated, finished, or still collecting Data-Out (ignored:
+            // fixed finding 2).
+            TaskId(inp.u32())
         };
         let e = self.exec.get(&id);
         let read_len = e.and_then(ExecRec::read_len).unwrap_or(4096) as usize;
@@ -1094,6 +1217,7 @@ impl Session {
         self.d.conn.complete(id, r.clone());
         let outs = self.d.drain();
         let e = self.exec.remove(&id);
+        self.writes.begin_completion();
         let mut off = 0usize;
         let mut pdus = 0u32;
         let mut statuses = 0;
@@ -1102,6 +1226,11 @@ impl Session {
                 Output::Transmit(p, _) => (p, p.data.as_slice()),
                 Output::TransmitShared(p, d, _) => (p, d.as_slice()),
                 Output::Close => continue,
+                // The completion freed write budget: a waiting write with all its data in.
+                Output::Execute(task) => {
+                    self.executed(task.clone());
+                    continue;
+                }
                 other => panic!("unexpected output of a completion: {other:?}"),
             };
             match &p.bhs {
@@ -1152,9 +1281,15 @@ impl Session {
                     self.tmf_answered(t.itt);
                 }
                 Bhs::LogoutResponse(_) => {}
+                // The completion freed write budget: R2Ts of a write admitted now.
+                Bhs::R2t(r) => {
+                    self.report.r2ts_on_completion += 1;
+                    self.r2t(r);
+                }
                 other => panic!("unexpected PDU from a completion: {other:?}"),
             }
         }
+        self.writes.end_completion();
         assert!(statuses <= 1, "{statuses} responses for one task");
         self.report.completed += statuses;
         if let Some(e) = e {

@@ -2,19 +2,23 @@
 //! shares with the command line (crates/ustgt/src/{config,lunspec,size}.rs, compiled into this
 //! crate because the binary crate has no library target).
 //!
-//! Input: a selector byte, then UTF-8 text. Checks: errors, never panics; a parsed
-//! configuration is consistent (at least one portal and target, no duplicate portal, target
-//! or LUN number, LUN numbers sorted and below the limit, every LUN passes its own
-//! validation, every IQN is valid); sizes and portals print back to what they parse from.
+//! Input: a selector byte, then UTF-8 text, or (selector [`sel::ACCESS`]) bytes from which a
+//! configuration with access lists, CHAP credentials and limits is built. Checks: errors,
+//! never panics; a parsed configuration is consistent (at least one portal and target, no
+//! duplicate portal, target or LUN number, LUN numbers sorted and below the limit, every LUN
+//! passes its own validation, every IQN is valid, and the access and limit checks of
+//! [`crate::config_access`]); sizes and portals print back to what they parse from.
 
 use crate::config::{parse, parse_portal, validate_iqn, MAX_LUNS};
 use crate::lunspec::parse_lun_spec;
 use crate::size::{format_size, parse_size};
 
-/// Selector values (the first byte modulo 8): 0 to 4 parse a configuration file.
+/// Selector values (the first byte modulo 8): 0 to 3 parse a configuration file.
 pub mod sel {
     /// A configuration file.
     pub const CONFIG: u8 = 0;
+    /// Bytes from which a configuration with access lists, CHAP and limits is built.
+    pub const ACCESS: u8 = 4;
     /// A LUNSPEC (`ram:1G,block-size=4096`).
     pub const LUNSPEC: u8 = 5;
     /// A size (`512M`).
@@ -28,6 +32,10 @@ pub fn run(data: &[u8]) {
     let Some((&s, rest)) = data.split_first() else {
         return;
     };
+    if s % 8 == sel::ACCESS {
+        crate::config_access::structured(rest);
+        return;
+    }
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
@@ -81,4 +89,5 @@ fn config(text: &str) {
             assert_eq!(spec.validate(), Ok(()), "accepted LUN fails validation");
         }
     }
+    crate::config_access::check(&cfg);
 }

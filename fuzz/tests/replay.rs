@@ -159,3 +159,32 @@ fn every_target_has_seeds() {
         assert!(n > 0, "no seeds in {}", Path::new(&dir).display());
     }
 }
+
+/// The reproducers of fixed findings, `fuzz/findings/TARGET-WHAT`, pass their target's checks.
+#[test]
+fn findings_stay_fixed() {
+    let dir = root().join("findings");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    paths.sort();
+    assert!(!paths.is_empty(), "no reproducers in {}", dir.display());
+    let mut failures = Vec::new();
+    for p in &paths {
+        let name = p
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let target = name.split('-').next().unwrap_or_default();
+        let Some((_, f)) = TARGETS.iter().find(|(t, _)| *t == target) else {
+            failures.push(format!(
+                "{name}: no target {target:?} (name it TARGET-WHAT)"
+            ));
+            continue;
+        };
+        let data = std::fs::read(p).unwrap_or_default();
+        if catch_unwind(AssertUnwindSafe(|| f(&data))).is_err() {
+            failures.push(format!("{name}: the {target} harness fails"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ustgt_fuzz::{cdb, login, session};
+use ustgt_fuzz::{cdb, config_access, login, session, toml_config};
 
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +73,18 @@ fn session_seeds_run_commands() {
 }
 
 #[test]
+fn session_seeds_reach_the_limits() {
+    let r = session::report(&seed("session", "write-budget-wait"));
+    assert!(r.r2ts_on_completion > 0 && r.completed == 2, "{r:?}");
+    let r = session::report(&seed("session", "dataout-timeout"));
+    assert!(r.timeouts == 1 && r.completed == 1, "{r:?}");
+    let r = session::report(&seed("session", "write-refused-budget"));
+    assert!(r.refused == 2 && r.completed == 1, "{r:?}");
+    let r = session::report(&seed("session", "query-task"));
+    assert!(r.queries == 3 && r.completed == 1, "{r:?}");
+}
+
+#[test]
 fn cdb_seeds_mostly_succeed() {
     for name in ["info-pages", "read-write-unmap", "persistent-reservations"] {
         let r = cdb::report(&seed("cdb", name));
@@ -80,4 +92,16 @@ fn cdb_seeds_mostly_succeed() {
     }
     assert!(cdb::report(&seed("cdb", "read-write-unmap")).queued >= 3);
     assert!(cdb::report(&seed("cdb", "persistent-reservations")).conflict > 0);
+    let r = cdb::report(&seed("cdb", "sanitize-background-resets"));
+    assert!(
+        r.background == 4 && r.background_done == 3 && r.resets_probed == 3,
+        "{r:?}"
+    );
+}
+
+#[test]
+fn config_access_seed_is_accepted() {
+    let data = seed("config", "access-structured");
+    assert_eq!(data[0] % 8, toml_config::sel::ACCESS);
+    assert!(config_access::structured(&data[1..]));
 }

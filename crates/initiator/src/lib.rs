@@ -13,9 +13,11 @@
 #![warn(missing_docs)]
 
 pub mod cdb;
+mod chap;
 mod conn;
 mod login;
 mod ops;
+mod raw;
 mod scsi;
 mod session;
 mod sn;
@@ -26,9 +28,11 @@ mod fake_target;
 /// The PDU codec this initiator is built on, for hand-built PDUs.
 pub use iscsi_wire as wire;
 
+pub use chap::{chap_response, Chap};
 pub use conn::{Connection, Corrupt};
 pub use login::{LoginError, LoginOptions, Negotiated};
 pub use ops::TextExchange;
+pub use raw::RawPdu;
 pub use scsi::{ScsiOutcome, ScsiRequest, Seen, Sense};
 pub use session::Session;
 pub use sn::{sn_gt, sn_lt};

@@ -31,6 +31,8 @@ pub struct LoginOptions {
     pub keys: Vec<(String, String)>,
     /// Connect and per-PDU receive timeout.
     pub timeout: Duration,
+    /// CHAP credentials: authenticate with CHAP in the security stage (see [`Self::chap`]).
+    pub chap: Option<crate::Chap>,
 }
 
 const SECURITY_KEYS: [&str; 5] = [
@@ -53,6 +55,7 @@ impl LoginOptions {
             initial_cmd_sn: 1,
             keys: Vec::new(),
             timeout: Duration::from_secs(5),
+            chap: None,
         }
     }
 
@@ -68,6 +71,12 @@ impl LoginOptions {
     pub fn key(mut self, key: &str, value: &str) -> LoginOptions {
         self.keys.push((key.to_string(), value.to_string()));
         self
+    }
+
+    /// Authenticate with CHAP (offers `AuthMethod=CHAP`; a later `AuthMethod` override wins).
+    pub fn chap(mut self, chap: crate::Chap) -> LoginOptions {
+        self.chap = Some(chap);
+        self.key("AuthMethod", "CHAP")
     }
 
     /// Both digests set to CRC32C.
@@ -297,8 +306,15 @@ pub(crate) fn run_login(
     };
     let sec = opts.security_keys();
     let mut csg = 0u8;
+    let mut chap = opts.chap.clone().map(crate::chap::Exchange::new);
+    let mut seen = 0;
     let mut rsp = lg.exchange(0, 1, &sec)?;
     for _ in 0..8 {
+        let next = match &mut chap {
+            Some(c) => c.next(&lg.answered[seen..], rsp.transit)?,
+            None => Vec::new(),
+        };
+        seen = lg.answered.len();
         if rsp.transit && rsp.nsg == 1 {
             csg = 1;
             break;
@@ -307,7 +323,7 @@ pub(crate) fn run_login(
             csg = 3;
             break;
         }
-        rsp = lg.exchange(0, 1, &[])?;
+        rsp = lg.exchange(0, 1, &next)?;
     }
     let offered = opts.operational_keys();
     if csg == 1 {

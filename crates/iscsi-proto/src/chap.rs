@@ -168,6 +168,8 @@ pub struct ChapAuthenticator {
     random: [u8; CHAP_RANDOM_BYTES],
     policy: AuthPolicy,
     state: State,
+    /// The initiator of this login, for log messages.
+    initiator: String,
 }
 
 impl fmt::Debug for ChapAuthenticator {
@@ -186,6 +188,7 @@ impl ChapAuthenticator {
             random,
             policy: AuthPolicy::Deny,
             state: State::Start,
+            initiator: String::new(),
         }
     }
 
@@ -242,7 +245,10 @@ impl ChapAuthenticator {
         let secret = user.map_or(&self.random[..], |c| &c.secret[..]);
         let expected = alg.response(id, secret, challenge);
         if !(constant_time_eq(&expected, &resp) && user.is_some()) {
-            log::info!("CHAP: authentication failed for user {name:?}");
+            log::info!(
+                "CHAP: authentication failed for initiator {} (user {name:?})",
+                self.initiator
+            );
             return AuthStep::Failure;
         }
         match (find(keys, "CHAP_I"), find(keys, "CHAP_C")) {
@@ -292,9 +298,15 @@ impl ChapAuthenticator {
 impl Authenticator for ChapAuthenticator {
     fn begin(&mut self, initiator: &str, target: Option<&str>) -> Result<(), u16> {
         self.policy = self.access.decide(initiator, target);
+        self.initiator = initiator.to_string();
         match self.policy {
             AuthPolicy::Deny => {
-                log::info!("login refused: initiator {initiator} is not allowed to {target:?}");
+                match target {
+                    Some(t) => log::info!("login refused: initiator {initiator} may not use {t}"),
+                    None => log::info!(
+                        "login refused: initiator {initiator} may not open a discovery session"
+                    ),
+                }
                 Err(crate::login::login_status::AUTHORIZATION_FAILURE)
             }
             _ => Ok(()),

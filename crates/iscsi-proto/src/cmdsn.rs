@@ -110,6 +110,16 @@ impl CmdWindow {
         }
     }
 
+    /// Whether a command with this ITT is held.
+    pub fn holds_itt(&self, itt: u32) -> bool {
+        self.held.iter().any(|(_, p)| p.bhs.itt() == itt)
+    }
+
+    /// Whether a held command matches `pred`.
+    pub fn holds_where(&self, pred: impl Fn(&Pdu) -> bool) -> bool {
+        self.held.iter().any(|(_, p)| pred(p))
+    }
+
     /// Remove a held command by its ITT; returns its CmdSN.
     pub fn remove_held_itt(&mut self, itt: u32) -> Option<u32> {
         let pos = self.held.iter().position(|(_, p)| p.bhs.itt() == itt)?;

@@ -64,17 +64,23 @@ impl Connection {
         let ahs = match parse_ahs(&pdu.ahs) {
             Ok(a) => a,
             Err(what) => {
+                // Lengths that do not add up to TotalAHSLength, or unknown types.
                 log::debug!("bad AHS: {what}");
-                self.reject(RejectReason::INVALID_PDU_FIELD, &pdu);
+                self.reject(RejectReason::PROTOCOL_ERROR, &pdu);
                 return;
             }
         };
+        if cmd.read && cmd.write && ahs.bidi_read_len.is_none() {
+            // RFC 7143 11.3.1.1: a bidirectional command carries its expected read length.
+            self.reject(RejectReason::INVALID_PDU_FIELD, &pdu);
+            return;
+        }
         let cmd = cmd.clone();
         let mut pdu = pdu;
         // The immediate data becomes the task's buffer: moved, not copied.
         let id = self.create_task(&cmd, ahs, std::mem::take(&mut pdu.data));
-        self.issue_r2ts(id);
-        self.maybe_execute(id);
+        self.budget_new_task(id);
+        self.progress(id);
     }
 
     fn check_command(
@@ -131,14 +137,17 @@ impl Connection {
             attr: cmd.attr,
             edtl: cmd.expected_data_len,
             bidi_read_len: if cmd.read && write && cmd.expected_data_len > 0 {
-                Some(ahs.bidi_read_len.unwrap_or(0))
+                ahs.bidi_read_len
             } else {
                 None
             },
             phase: TaskPhase::Collecting,
             data: imm,
+            admitted: xfer.is_none(),
             xfer,
             aborted: false,
+            reserved: 0,
+            refused: false,
         });
         id
     }
@@ -148,7 +157,7 @@ impl Connection {
         let Some(t) = self.tasks.get_mut(id) else {
             return;
         };
-        if t.phase != TaskPhase::Collecting {
+        if t.phase != TaskPhase::Collecting || !t.admitted {
             return;
         }
         if t.xfer.as_ref().is_some_and(|x| !x.complete()) {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::types::SessionInfo;
+
 /// One exported target as announced by SendTargets and accepted at login.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TargetEntry {
@@ -31,6 +33,20 @@ impl Catalog {
     }
 }
 
+/// The default per-connection write data budget (16 MiB).
+pub const DEFAULT_WRITE_BUDGET: u64 = 16 << 20;
+/// The smallest write data budget (64 KiB).
+pub const MIN_WRITE_BUDGET: u64 = 64 << 10;
+/// The largest write data budget: the largest Expected Data Transfer Length (4 GiB - 1).
+pub const MAX_WRITE_BUDGET: u64 = u32::MAX as u64;
+
+/// Decides whether a login may complete into a session: the target's session limit.
+pub trait SessionGate: Send + Sync + std::fmt::Debug {
+    /// Called once per login, just before the final Login Response (T=1, NSG=3). `Err(status)`
+    /// refuses the login with that status (class << 8 | detail) and closes the connection.
+    fn admit(&self, info: &SessionInfo) -> Result<(), u16>;
+}
+
 /// Limits and preferences the target negotiates with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -58,6 +74,16 @@ pub struct Limits {
     pub nop_interval_ms: u64,
     /// Close the connection when a NOP-In ping is not answered within this time.
     pub nop_timeout_ms: u64,
+    /// A write command whose solicited or unsolicited Data-Out has made no progress for this
+    /// many milliseconds is ended with CHECK CONDITION, ABORTED COMMAND / INITIATOR RESPONSE
+    /// TIMEOUT and its buffer freed (0 = never).
+    pub data_out_timeout_ms: u64,
+    /// Most write data (bytes) one connection collects at a time: writes are admitted to R2T
+    /// solicitation in arrival order while the Expected Data Transfer Lengths of the admitted
+    /// ones fit; a write longer than this is refused with CHECK CONDITION, ILLEGAL REQUEST /
+    /// INVALID FIELD IN CDB. Unsolicited data (immediate and up to FirstBurstLength) comes on
+    /// top, at most `cmd_window` times FirstBurstLength.
+    pub write_budget: u64,
 }
 
 impl Default for Limits {
@@ -75,6 +101,8 @@ impl Default for Limits {
             login_timeout_ms: 15_000,
             nop_interval_ms: 0,
             nop_timeout_ms: 15_000,
+            data_out_timeout_ms: 30_000,
+            write_budget: DEFAULT_WRITE_BUDGET,
         }
     }
 }
@@ -92,6 +120,7 @@ impl Limits {
             cmd_window: self.cmd_window.clamp(1, 1 << 30),
             default_time2wait: self.default_time2wait.min(3600),
             default_time2retain: self.default_time2retain.min(3600),
+            write_budget: self.write_budget.clamp(MIN_WRITE_BUDGET, MAX_WRITE_BUDGET),
             ..self.clone()
         }
     }

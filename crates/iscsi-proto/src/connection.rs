@@ -12,7 +12,7 @@ use crate::cmdsn::{CmdWindow, Slot};
 use crate::config::ConnectionConfig;
 use crate::login::LoginState;
 use crate::negotiate::Negotiator;
-use crate::session::Tasks;
+use crate::session::{TaskPhase, Tasks};
 use crate::text::TextState;
 use crate::tmf::PendingTmf;
 use crate::types::{DataRef, Millis, Output, ScsiResult, SessionInfo, TaskId};
@@ -65,6 +65,8 @@ pub struct Connection {
     pub(crate) logout: Option<PendingLogout>,
     pub(crate) tmfs: Vec<PendingTmf>,
     pub(crate) nop: NopState,
+    /// Write data budget, Data-Out timer, session gate (`limits.rs`).
+    pub(crate) lim: crate::limits::LimitState,
     pub(crate) login_deadline: Option<Millis>,
     /// Close at this time (after an asynchronous logout request).
     pub(crate) logout_deadline: Option<Millis>,
@@ -108,6 +110,7 @@ impl Connection {
             logout: None,
             tmfs: Vec::new(),
             nop: NopState::default(),
+            lim: crate::limits::LimitState::new(now),
             login_deadline,
             logout_deadline: None,
             last_rx: now,
@@ -123,7 +126,7 @@ impl Connection {
         match self.phase {
             Phase::Login => DecoderConfig {
                 digests: DigestConfig::default(),
-                max_data_segment: self.cfg.limits.max_recv_data_segment.max(8192),
+                max_data_segment: crate::login::LOGIN_MAX_SEGMENT,
             },
             _ => DecoderConfig {
                 digests: self.rx_digests,
@@ -135,12 +138,15 @@ impl Connection {
     /// Feed one decoded PDU.
     pub fn handle_pdu(&mut self, pdu: Pdu, now: Millis) {
         self.last_rx = now;
+        self.set_clock(now);
         match self.phase {
             Phase::Closed => {}
             Phase::Login => self.login_pdu(pdu, now),
             Phase::FullFeature => self.ffp_pdu(pdu),
             Phase::LoggingOut => self.logging_out_pdu(pdu),
         }
+        // Tasks may have ended (sequence errors, task management): budget is free again.
+        self.admit_waiting();
     }
 
     /// Feed a decoder error: Reject or close, per the error.
@@ -150,12 +156,30 @@ impl Connection {
             return;
         }
         if self.phase == Phase::Login {
+            // An oversized login PDU is rejected as a protocol error (its data is never read);
+            // the stream cannot continue either way.
+            match &err {
+                WireError::DataSegmentTooLong { header, .. } => {
+                    let header = *header;
+                    self.reject_raw(RejectReason::PROTOCOL_ERROR, header);
+                }
+                WireError::InvalidField { header, .. } => {
+                    let itt = header.itt();
+                    self.refuse_during_login(itt);
+                }
+                _ => {}
+            }
             self.close();
             return;
+        }
+        if let WireError::InvalidField { header, .. } = &err {
+            let header = *header;
+            self.consume_rejected(&header);
         }
         if let (Some(reason), Some(header)) = (err.reject_reason(), err.header()) {
             let header = *header;
             self.reject_raw(reason, header);
+            self.drain_held();
             if let WireError::DataDigest { header, .. } = &err {
                 self.data_digest_failed(header);
             }
@@ -165,8 +189,30 @@ impl Connection {
         }
     }
 
+    /// A non-immediate command PDU rejected before it could be ordered (its header does not
+    /// decode) still uses up its CmdSN: the initiator does not send it again, and later
+    /// commands must not wait behind it.
+    fn consume_rejected(&mut self, header: &RawBhs) {
+        use iscsi_wire::Opcode;
+        let numbered = [
+            Opcode::NOP_OUT,
+            Opcode::SCSI_COMMAND,
+            Opcode::TASK_MGMT_REQUEST,
+            Opcode::TEXT_REQUEST,
+            Opcode::LOGOUT_REQUEST,
+        ];
+        if !numbered.contains(&header.opcode()) || header.0[0] & 0x40 != 0 {
+            return;
+        }
+        let sn = u32::from_be_bytes([header.0[24], header.0[25], header.0[26], header.0[27]]);
+        if self.window.contains(sn) {
+            self.window.consume(sn);
+        }
+    }
+
     /// Let timers fire: login timeout, NOP-In pings.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.set_clock(now);
         match self.phase {
             Phase::Login => {
                 if self.login_deadline.is_some_and(|d| now >= d) {
@@ -181,6 +227,8 @@ impl Connection {
                     return;
                 }
                 self.nop_timer(now);
+                self.data_out_timer(now);
+                self.admit_waiting();
             }
             Phase::Closed => {}
         }
@@ -190,12 +238,14 @@ impl Connection {
     pub fn next_timeout(&self) -> Option<Millis> {
         match self.phase {
             Phase::Login => self.login_deadline,
-            Phase::FullFeature | Phase::LoggingOut => {
-                match (self.nop_next_timeout(), self.logout_deadline) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
+            Phase::FullFeature | Phase::LoggingOut => [
+                self.nop_next_timeout(),
+                self.logout_deadline,
+                self.data_out_next_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             Phase::Closed => None,
         }
     }
@@ -205,10 +255,21 @@ impl Connection {
         self.out.pop_front()
     }
 
-    /// Result of an [`Output::Execute`] task.
+    /// Result of an [`Output::Execute`] task. A result for a task that was never handed out
+    /// (still collecting Data-Out, or unknown) is ignored: the task keeps its state.
     pub fn complete(&mut self, task: TaskId, result: ScsiResult) {
+        match self.tasks.get(task).map(|t| t.phase) {
+            Some(TaskPhase::Executing) => {}
+            Some(TaskPhase::Collecting) => {
+                log::debug!("completion for task {task:?} still receiving data: ignored");
+                return;
+            }
+            None => {
+                log::debug!("completion for unknown task {task:?}");
+                return;
+            }
+        }
         let Some(state) = self.tasks.remove(task) else {
-            log::debug!("completion for unknown task {task:?}");
             return;
         };
         if self.phase == Phase::Closed {
@@ -221,6 +282,7 @@ impl Connection {
             self.tmf_task_gone(task);
         }
         self.finish_logout_if_idle();
+        self.admit_waiting();
     }
 
     /// Answer of an [`Output::TaskMgmt`].
@@ -341,20 +403,46 @@ impl Connection {
 
     fn ffp_pdu(&mut self, pdu: Pdu) {
         self.note_exp_stat_sn(&pdu.bhs);
-        let discovery = self.neg.discovery();
+        if !pdu.ahs.is_empty() && !matches!(pdu.bhs, Bhs::ScsiCommand(_) | Bhs::Unknown(_)) {
+            // AHS types are defined for SCSI commands only (RFC 7143 11.2.2).
+            self.reject(RejectReason::PROTOCOL_ERROR, &pdu);
+            return;
+        }
+        if self.neg.discovery() {
+            self.discovery_pdu(pdu);
+            return;
+        }
         match &pdu.bhs {
-            Bhs::NopOut(_) | Bhs::TextRequest(_) | Bhs::LogoutRequest(_) => self.sequence(pdu),
-            Bhs::ScsiCommand(_) | Bhs::TaskMgmtRequest(_) if !discovery => self.sequence(pdu),
-            Bhs::DataOut(_) if !discovery => self.data_out_pdu(pdu),
-            Bhs::ScsiCommand(_) | Bhs::TaskMgmtRequest(_) | Bhs::DataOut(_) => {
-                // Discovery sessions accept only Text (SendTargets), NOP and Logout.
-                self.reject(RejectReason::PROTOCOL_ERROR, &pdu)
+            Bhs::NopOut(n) if n.itt == RESERVED_TAG && !n.immediate => {
+                // RFC 7143 11.18: a NOP-Out without a task tag must be immediate.
+                self.reject(RejectReason::PROTOCOL_ERROR, &pdu);
+                self.close();
             }
+            Bhs::NopOut(_)
+            | Bhs::TextRequest(_)
+            | Bhs::LogoutRequest(_)
+            | Bhs::ScsiCommand(_)
+            | Bhs::TaskMgmtRequest(_) => self.sequence(pdu),
+            Bhs::DataOut(_) => self.data_out_pdu(pdu),
             Bhs::SnackRequest(_) => {
                 // SNACK needs ErrorRecoveryLevel > 0.
                 self.reject(RejectReason::PROTOCOL_ERROR, &pdu)
             }
             Bhs::LoginRequest(_) => self.reject(RejectReason::PROTOCOL_ERROR, &pdu),
+            _ => self.reject(RejectReason::COMMAND_NOT_SUPPORTED, &pdu),
+        }
+    }
+
+    /// A discovery session carries only Text Requests and a Logout closing the session
+    /// (RFC 7143 4.3): any other initiator PDU is a protocol error that ends the connection.
+    fn discovery_pdu(&mut self, pdu: Pdu) {
+        match &pdu.bhs {
+            Bhs::TextRequest(_) => self.sequence(pdu),
+            Bhs::LogoutRequest(l) if l.reason == 0 => self.sequence(pdu),
+            b if b.opcode().is_initiator() && !matches!(b, Bhs::Unknown(_)) => {
+                self.reject(RejectReason::PROTOCOL_ERROR, &pdu);
+                self.close();
+            }
             _ => self.reject(RejectReason::COMMAND_NOT_SUPPORTED, &pdu),
         }
     }

@@ -8,7 +8,7 @@ use iscsi_wire::{Bhs, DataOut, Pdu, R2t, RawBhs, RejectReason};
 use crate::connection::{Connection, RESERVED_TAG};
 use crate::datain::sense;
 use crate::session::TaskPhase;
-use crate::types::TaskId;
+use crate::types::{Millis, TaskId};
 
 /// One outstanding R2T.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub(crate) struct WriteXfer {
     /// Next offset to solicit.
     pub next_offset: u32,
     pub r2t_sn: u32,
+    /// While the initiator owes data (unsolicited still open or R2Ts outstanding): when the
+    /// task times out without progress.
+    pub deadline: Option<Millis>,
 }
 
 impl WriteXfer {
@@ -58,12 +61,18 @@ impl WriteXfer {
             r2ts: Vec::new(),
             next_offset: imm,
             r2t_sn: 0,
+            deadline: None,
         }
     }
 
     /// All data arrived.
     pub fn complete(&self) -> bool {
         self.received >= self.edtl
+    }
+
+    /// The initiator owes data: unsolicited data may still come or R2Ts are unanswered.
+    pub fn awaiting_initiator(&self) -> bool {
+        !self.complete() && (self.unsol_open || !self.r2ts.is_empty())
     }
 }
 
@@ -74,23 +83,22 @@ pub(crate) enum DataOutError {
     UnknownTtt,
     /// Data-Out for a task that takes none any more: Reject (protocol error).
     Stray,
-    /// Sequence error: Reject (protocol error) and terminate the task with
-    /// CHECK CONDITION carrying this ASC/ASCQ.
+    /// Sequence error (DataSN, F bit, unsolicited data not allowed): Reject (protocol error)
+    /// and terminate the task with CHECK CONDITION carrying this ASC/ASCQ.
     Sequence(u8, u8),
+    /// Data at the wrong offset, overlapping, or beyond the R2T, the first burst or the
+    /// expected length: Reject (protocol error) and close the connection.
+    Offset,
 }
 
 /// ASC/ASCQ DATA PHASE ERROR.
 const DATA_PHASE_ERROR: (u8, u8) = (0x4b, 0x00);
-/// ASC/ASCQ DATA OFFSET ERROR.
-const DATA_OFFSET_ERROR: (u8, u8) = (0x4b, 0x05);
-/// ASC/ASCQ TOO MUCH WRITE DATA.
-const TOO_MUCH_WRITE_DATA: (u8, u8) = (0x0c, 0x0d);
 /// ASC/ASCQ PROTOCOL SERVICE CRC ERROR.
 const CRC_ERROR: (u8, u8) = (0x47, 0x05);
 /// SCSI status CHECK CONDITION.
 pub(crate) const CHECK_CONDITION: u8 = 0x02;
 /// Sense key ABORTED COMMAND.
-const ABORTED_COMMAND: u8 = 0x0b;
+pub(crate) const ABORTED_COMMAND: u8 = 0x0b;
 
 fn seq(e: (u8, u8)) -> DataOutError {
     DataOutError::Sequence(e.0, e.1)
@@ -102,9 +110,9 @@ fn accept(x: &mut WriteXfer, d: &DataOut, len: u32) -> Result<(usize, usize), Da
     let end = d
         .buffer_offset
         .checked_add(len)
-        .ok_or(seq(DATA_OFFSET_ERROR))?;
+        .ok_or(DataOutError::Offset)?;
     if end > x.edtl {
-        return Err(seq(TOO_MUCH_WRITE_DATA));
+        return Err(DataOutError::Offset);
     }
     if d.ttt == RESERVED_TAG {
         if !x.unsol_open {
@@ -114,10 +122,10 @@ fn accept(x: &mut WriteXfer, d: &DataOut, len: u32) -> Result<(usize, usize), Da
             return Err(seq(DATA_PHASE_ERROR));
         }
         if d.buffer_offset != x.unsol_next {
-            return Err(seq(DATA_OFFSET_ERROR));
+            return Err(DataOutError::Offset);
         }
         if end > x.unsol_limit {
-            return Err(seq(TOO_MUCH_WRITE_DATA));
+            return Err(DataOutError::Offset);
         }
         x.unsol_next = end;
         x.unsol_data_sn = x.unsol_data_sn.wrapping_add(1);
@@ -137,10 +145,10 @@ fn accept(x: &mut WriteXfer, d: &DataOut, len: u32) -> Result<(usize, usize), Da
             return Err(seq(DATA_PHASE_ERROR));
         }
         if d.buffer_offset != r.offset + r.received {
-            return Err(seq(DATA_OFFSET_ERROR));
+            return Err(DataOutError::Offset);
         }
         if end > r.offset + r.len {
-            return Err(seq(TOO_MUCH_WRITE_DATA));
+            return Err(DataOutError::Offset);
         }
         r.received += len;
         r.data_sn = r.data_sn.wrapping_add(1);
@@ -169,15 +177,18 @@ impl Connection {
             return;
         };
         match self.store_data_out(id, &d, &mut pdu.data) {
-            Ok(()) => {
-                self.issue_r2ts(id);
-                self.maybe_execute(id);
-            }
+            Ok(()) => self.progress(id),
             Err(DataOutError::UnknownTtt) => self.reject(RejectReason::INVALID_PDU_FIELD, &pdu),
             Err(DataOutError::Stray) => self.reject(RejectReason::PROTOCOL_ERROR, &pdu),
             Err(DataOutError::Sequence(asc, ascq)) => {
                 self.reject(RejectReason::PROTOCOL_ERROR, &pdu);
                 self.fail_task(id, asc, ascq);
+            }
+            Err(DataOutError::Offset) => {
+                // The data cannot be placed: the stream is not trusted any more.
+                log::info!("Data-Out offset or length error: closing");
+                self.reject(RejectReason::PROTOCOL_ERROR, &pdu);
+                self.close();
             }
         }
     }
@@ -191,23 +202,26 @@ impl Connection {
         d: &DataOut,
         data: &mut Vec<u8>,
     ) -> Result<(), DataOutError> {
-        let burst = usize::try_from(self.neg.params.max_burst).unwrap_or(usize::MAX);
         let t = self.tasks.get_mut(id).ok_or(DataOutError::Stray)?;
         if t.phase != TaskPhase::Collecting {
             return Err(DataOutError::Stray);
         }
         let x = t.xfer.as_mut().ok_or(DataOutError::Stray)?;
-        let len = u32::try_from(data.len()).map_err(|_| seq(TOO_MUCH_WRITE_DATA))?;
+        let len = u32::try_from(data.len()).map_err(|_| DataOutError::Offset)?;
         let (start, end) = accept(x, d, len)?;
-        let edtl = usize::try_from(x.edtl).unwrap_or(usize::MAX);
+        if t.refused {
+            // Checked for the sequence, then dropped: the command ends with CHECK CONDITION.
+            return Ok(());
+        }
         if start == 0 && t.data.is_empty() {
             t.data = std::mem::take(data);
             return Ok(());
         }
         if t.data.capacity() < end {
-            // Grow once towards the whole transfer, but never by more than one burst beyond
-            // what arrived: the expected length alone is only the initiator's word.
-            let want = edtl.min(end.saturating_add(burst));
+            // Grow by doubling, at most to the end of what the target itself solicited: never
+            // from the expected length alone, which is only the initiator's word.
+            let solicited = usize::try_from(x.next_offset.max(x.unsol_limit)).unwrap_or(0);
+            let want = end.max(t.data.capacity() * 2).min(solicited.max(end));
             t.data.reserve_exact(want - t.data.len());
         }
         if t.data.len() < end {
@@ -227,6 +241,9 @@ impl Connection {
                 return;
             };
             let (itt, lun) = (t.itt, t.lun_raw);
+            if !t.admitted || t.refused {
+                return;
+            }
             let Some(x) = t.xfer.as_mut() else { return };
             if x.unsol_open || x.r2ts.len() >= max_out || x.next_offset >= x.edtl {
                 return;
@@ -261,6 +278,11 @@ impl Connection {
 
     /// Terminate a task still collecting data with CHECK CONDITION / ABORTED COMMAND.
     pub(crate) fn fail_task(&mut self, id: TaskId, asc: u8, ascq: u8) {
+        self.end_collecting(id, ABORTED_COMMAND, asc, ascq);
+    }
+
+    /// Terminate a task still collecting data with CHECK CONDITION and this sense.
+    pub(crate) fn end_collecting(&mut self, id: TaskId, key: u8, asc: u8, ascq: u8) {
         let Some(t) = self.tasks.get(id) else { return };
         if t.phase != TaskPhase::Collecting {
             return;
@@ -270,7 +292,7 @@ impl Connection {
         };
         let result = crate::types::ScsiResult {
             status: CHECK_CONDITION,
-            sense: sense(ABORTED_COMMAND, asc, ascq),
+            sense: sense(key, asc, ascq),
             data_in: Vec::new(),
             data_out_wanted: t.edtl,
         };
@@ -321,12 +343,12 @@ mod tests {
         );
         assert_eq!(
             accept(&mut x, &dout(RESERVED_TAG, 1, 2100, false), 100),
-            Err(DataOutError::Sequence(0x4b, 0x05)),
+            Err(DataOutError::Offset),
             "offset must be contiguous"
         );
         assert_eq!(
             accept(&mut x, &dout(RESERVED_TAG, 1, 2000, false), 3000),
-            Err(DataOutError::Sequence(0x0c, 0x0d)),
+            Err(DataOutError::Offset),
             "beyond FirstBurstLength"
         );
         assert_eq!(
@@ -365,11 +387,11 @@ mod tests {
         assert_eq!(accept(&mut x, &dout(7, 0, 0, false), 4096), Ok((0, 4096)));
         assert_eq!(
             accept(&mut x, &dout(7, 1, 4096, false), 8192),
-            Err(DataOutError::Sequence(0x0c, 0x0d))
+            Err(DataOutError::Offset)
         );
         assert_eq!(
             accept(&mut x, &dout(7, 1, 4000, false), 10),
-            Err(DataOutError::Sequence(0x4b, 0x05))
+            Err(DataOutError::Offset)
         );
         assert_eq!(
             accept(&mut x, &dout(7, 1, 4096, true), 4096),

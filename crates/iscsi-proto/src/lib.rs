@@ -17,6 +17,7 @@ mod config;
 mod connection;
 mod datain;
 mod dataout;
+mod limits;
 mod login;
 mod logout;
 pub mod negotiate;
@@ -30,7 +31,10 @@ pub use auth::{AuthStep, Authenticator, NoAuth};
 pub use chap::{
     AccessPolicy, AuthPolicy, ChapAlgorithm, ChapAuthenticator, ChapCredential, CHAP_RANDOM_BYTES,
 };
-pub use config::{Catalog, ConnectionConfig, Limits, TargetEntry};
+pub use config::{
+    Catalog, ConnectionConfig, Limits, SessionGate, TargetEntry, DEFAULT_WRITE_BUDGET,
+    MAX_WRITE_BUDGET, MIN_WRITE_BUDGET,
+};
 pub use connection::Connection;
 pub use login::login_status;
 pub use logout::logout_response;

@@ -8,7 +8,7 @@ use crate::auth::AuthStep;
 use crate::cmdsn::CmdWindow;
 use crate::connection::{Connection, Phase};
 use crate::negotiate::{NegError, SessionType, Stage};
-use crate::types::{Millis, Output, SessionInfo};
+use crate::types::{Millis, Output};
 
 /// Login response status (class << 8 | detail), RFC 7143 11.13.5.
 pub mod login_status {
@@ -51,6 +51,19 @@ use login_status as st;
 /// Largest login text accepted across C-bit continuations.
 const MAX_LOGIN_TEXT: usize = 64 * 1024;
 
+/// Largest data segment of a Login PDU (RFC 7143 13.12: MaxRecvDataSegmentLength keeps its
+/// default, 8192, until login completes).
+pub(crate) const LOGIN_MAX_SEGMENT: u32 = 8192;
+
+/// The part of a Login Response that did not fit in one PDU: sent piece by piece, one per
+/// empty Login Request (RFC 7143 6.2, 11.13.3: C bit).
+#[derive(Debug)]
+struct PendingResponse {
+    rest: Vec<u8>,
+    transit: bool,
+    nsg: u8,
+}
+
 /// Progress of the login exchange.
 #[derive(Debug, Default)]
 pub(crate) struct LoginState {
@@ -65,6 +78,8 @@ pub(crate) struct LoginState {
     identity_checked: bool,
     auth_done: bool,
     sent_first_response: bool,
+    /// Response text still to send after a partial (C=1) Login Response.
+    tx_rest: Option<PendingResponse>,
 }
 
 impl Connection {
@@ -77,9 +92,14 @@ impl Connection {
     pub(crate) fn login_pdu(&mut self, pdu: Pdu, _now: Millis) {
         let Bhs::LoginRequest(req) = pdu.bhs else {
             log::info!("non-login PDU during login: closing");
-            self.close();
+            self.refuse_non_login(&pdu.bhs);
             return;
         };
+        if !pdu.ahs.is_empty() {
+            // No AHS is defined for Login Requests.
+            self.login_fail(&req, st::INITIATOR_ERROR);
+            return;
+        }
         if let Err(status) = self.login_step(&req, pdu.data) {
             self.login_fail(&req, status);
         }
@@ -87,6 +107,14 @@ impl Connection {
 
     fn login_step(&mut self, req: &LoginRequest, data: Vec<u8>) -> Result<(), u16> {
         self.check_login_header(req)?;
+        if let Some(pending) = self.login.tx_rest.take() {
+            // Only an empty request may ask for the rest of a partial response.
+            if req.cont || !data.is_empty() {
+                return Err(st::INITIATOR_ERROR);
+            }
+            self.send_response_text(req, pending);
+            return Ok(());
+        }
         if self.login.rx_text.len() + data.len() > MAX_LOGIN_TEXT {
             return Err(st::INITIATOR_ERROR);
         }
@@ -97,6 +125,10 @@ impl Connection {
             return Ok(());
         }
         let text = std::mem::take(&mut self.login.rx_text);
+        if !crate::text::nul_terminated(&text) {
+            log::info!("login text without its final NUL");
+            return Err(st::INITIATOR_ERROR);
+        }
         let pairs = parse_text(&text).map_err(|e| {
             log::info!("bad login text: {e}");
             st::INITIATOR_ERROR
@@ -134,15 +166,25 @@ impl Connection {
         if stage == Stage::Operational {
             resp.extend(self.neg.declarations(stage));
         }
+        if transit && nsg == 3 {
+            // The target's session limit (crate::limits): refused with a login status.
+            self.admit_session(req)?;
+        }
         self.send_login_response(req, transit, nsg, resp);
+        Ok(())
+    }
+
+    /// The stage change a final (C=0) Login Response announced.
+    fn after_final_response(&mut self, req: &LoginRequest, transit: bool, nsg: u8) {
         if transit && nsg == 3 {
             self.enter_full_feature(req);
         } else if transit {
             self.login.stage = nsg;
         }
-        Ok(())
     }
 
+    /// Flags, stages and identity must stay consistent over the login (RFC 7143 6.3,
+    /// 11.12): anything else is an initiator error (0x0200).
     fn check_login_header(&mut self, req: &LoginRequest) -> Result<(), u16> {
         if !self.login.started {
             self.login.started = true;
@@ -161,22 +203,22 @@ impl Connection {
                 return Err(st::SESSION_DOES_NOT_EXIST);
             }
             if req.csg > 1 {
-                return Err(st::INVALID_DURING_LOGIN);
+                return Err(st::INITIATOR_ERROR);
             }
         } else {
             let l = &self.login;
             if req.isid != l.isid || req.tsih != l.tsih || req.cid != l.cid {
-                return Err(st::INVALID_DURING_LOGIN);
+                return Err(st::INITIATOR_ERROR);
             }
             if req.csg != l.stage {
-                return Err(st::INVALID_DURING_LOGIN);
+                return Err(st::INITIATOR_ERROR);
             }
         }
         if req.transit && req.cont {
-            return Err(st::INVALID_DURING_LOGIN);
+            return Err(st::INITIATOR_ERROR);
         }
         if req.transit && (req.nsg <= req.csg || req.nsg == 2) {
-            return Err(st::INVALID_DURING_LOGIN);
+            return Err(st::INITIATOR_ERROR);
         }
         Ok(())
     }
@@ -332,10 +374,52 @@ impl Connection {
         nsg: u8,
         keys: Vec<(String, String)>,
     ) {
+        let pending = PendingResponse {
+            rest: iscsi_wire::encode_text(&keys),
+            transit,
+            nsg,
+        };
+        self.send_response_text(req, pending);
+    }
+
+    /// The largest Login Response data segment: 8192 bytes, or less when the initiator
+    /// declared a smaller MaxRecvDataSegmentLength.
+    fn login_segment_limit(&self) -> usize {
+        let n = self
+            .neg
+            .params
+            .initiator_mrdsl
+            .clamp(512, LOGIN_MAX_SEGMENT);
+        usize::try_from(n).unwrap_or(512)
+    }
+
+    /// Send the next piece of a response's text: with C=1 (and T=0) while more remains,
+    /// else as the final response, followed by the stage change it announces.
+    fn send_response_text(&mut self, req: &LoginRequest, mut p: PendingResponse) {
+        let limit = self.login_segment_limit();
+        if p.rest.len() > limit {
+            let rest = p.rest.split_off(limit);
+            let piece = std::mem::replace(&mut p.rest, rest);
+            self.send_response_pdu(req, false, true, 0, piece);
+            self.login.tx_rest = Some(p);
+            return;
+        }
+        self.send_response_pdu(req, p.transit, false, p.nsg, p.rest);
+        self.after_final_response(req, p.transit, p.nsg);
+    }
+
+    fn send_response_pdu(
+        &mut self,
+        req: &LoginRequest,
+        transit: bool,
+        cont: bool,
+        nsg: u8,
+        data: Vec<u8>,
+    ) {
         let final_ = transit && nsg == 3;
         let resp = LoginResponse {
             transit,
-            cont: false,
+            cont,
             csg: req.csg,
             nsg: if transit { nsg } else { 0 },
             version_max: 0,
@@ -349,8 +433,25 @@ impl Connection {
             status_class: 0,
             status_detail: 0,
         };
-        let data = iscsi_wire::encode_text(&keys);
         self.send(resp, data);
+    }
+
+    /// Any other PDU in the login phase: a Login Response "invalid request during login"
+    /// for its task tag (RFC 7143 11.13.5), then close.
+    fn refuse_non_login(&mut self, bhs: &Bhs) {
+        self.refuse_during_login(bhs.itt());
+    }
+
+    /// Login reject "invalid request during login" for the PDU with this task tag, then
+    /// close.
+    pub(crate) fn refuse_during_login(&mut self, itt: u32) {
+        let req = LoginRequest {
+            itt,
+            isid: self.login.isid,
+            csg: self.login.stage,
+            ..LoginRequest::default()
+        };
+        self.login_fail(&req, st::INVALID_DURING_LOGIN);
     }
 
     /// Answer with a login failure status and close.
@@ -387,23 +488,7 @@ impl Connection {
         self.rx_digests = digests;
         self.phase = Phase::FullFeature;
         self.login_deadline = None;
-        let id = &self.neg.identity;
-        let discovery = self.neg.discovery();
-        let info = SessionInfo {
-            initiator_name: id.initiator_name.clone().unwrap_or_default(),
-            initiator_alias: id.initiator_alias.clone(),
-            target_name: if discovery {
-                None
-            } else {
-                id.target_name
-                    .as_deref()
-                    .and_then(|n| self.cfg.catalog.find(n))
-                    .map(|t| t.name.clone())
-            },
-            isid: req.isid,
-            tsih: self.cfg.tsih,
-            discovery,
-        };
+        let info = self.session_facts(req.isid);
         log::debug!(
             "login complete: {} -> {:?} (tsih {})",
             info.initiator_name,

@@ -7,6 +7,8 @@ use crate::config::Limits;
 
 /// Largest value of the 24-bit data length keys.
 pub const MAX_DATA_LEN: u64 = 0x00ff_ffff;
+/// Longest value of a key that is not a large binary value (RFC 7143 6.1: 255 bytes).
+pub const MAX_SIMPLE_VALUE: usize = 255;
 
 /// How a key's value is negotiated (RFC 7143 6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -697,6 +699,10 @@ impl Negotiator {
         let Some(def) = lookup(k) else {
             return Some("NotUnderstood".into());
         };
+        if v.len() > MAX_SIMPLE_VALUE && def.kind != Kind::Auth {
+            // RFC 7143 6.1: only large binary values (CHAP) may be longer.
+            return Some("Reject".into());
+        }
         if matches!(v, "NotUnderstood" | "Irrelevant" | "Reject") {
             return Some("Reject".into());
         }

@@ -1,7 +1,7 @@
 //! NOP-Out / NOP-In (RFC 7143 11.18, 11.19): initiator pings answered with
 //! an echo, target pings after an idle interval with a reply deadline.
 
-use iscsi_wire::{Bhs, NopIn, Pdu};
+use iscsi_wire::{Bhs, NopIn, Pdu, RejectReason};
 
 use crate::connection::{Connection, RESERVED_TAG};
 use crate::types::Millis;
@@ -12,15 +12,17 @@ impl Connection {
         let Bhs::NopOut(n) = &pdu.bhs else {
             return;
         };
+        if n.ttt != RESERVED_TAG {
+            // A reply to our NOP-In must carry its TTT (RFC 7143 11.18.3).
+            if !self.nop.outstanding.is_some_and(|(ttt, _)| ttt == n.ttt) {
+                log::debug!("NOP-Out answers unknown TTT {:#x}", n.ttt);
+                self.reject(RejectReason::INVALID_PDU_FIELD, &pdu);
+                return;
+            }
+            self.nop.outstanding = None;
+        }
         if n.itt == RESERVED_TAG {
             // No answer: either a reply to our NOP-In or a bare ExpStatSN update.
-            if n.ttt != RESERVED_TAG {
-                if self.nop.outstanding.is_some_and(|(ttt, _)| ttt == n.ttt) {
-                    self.nop.outstanding = None;
-                } else {
-                    log::debug!("NOP-Out answers unknown TTT {:#x}", n.ttt);
-                }
-            }
             return;
         }
         let max = usize::try_from(self.neg.params.initiator_mrdsl).unwrap_or(usize::MAX);
@@ -48,7 +50,7 @@ impl Connection {
             return;
         }
         let interval = self.cfg.limits.nop_interval_ms;
-        if interval == 0 || now < self.last_rx.saturating_add(interval) {
+        if interval == 0 || self.neg.discovery() || now < self.last_rx.saturating_add(interval) {
             return;
         }
         let ttt = self.new_ttt();
@@ -70,7 +72,8 @@ impl Connection {
         if let Some((_, deadline)) = self.nop.outstanding {
             return Some(deadline);
         }
+        // Discovery sessions are not pinged: NOP-Out is not allowed in them.
         let interval = self.cfg.limits.nop_interval_ms;
-        (interval > 0).then(|| self.last_rx.saturating_add(interval))
+        (interval > 0 && !self.neg.discovery()).then(|| self.last_rx.saturating_add(interval))
     }
 }

@@ -1,7 +1,7 @@
 //! Session task table: every SCSI task from its command PDU until its
 //! response, indexed by [`TaskId`] and by Initiator Task Tag.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::dataout::WriteXfer;
 use crate::types::TaskId;
@@ -38,6 +38,13 @@ pub(crate) struct TaskState {
     pub xfer: Option<WriteXfer>,
     /// Aborted by a TMF while executing: its result is discarded.
     pub aborted: bool,
+    /// Write data budget held (bytes), released when the task is removed.
+    pub reserved: u64,
+    /// A write admitted to the data budget (tasks without write data need no admission).
+    pub admitted: bool,
+    /// A write refused for its length: unsolicited data is checked and dropped, then the
+    /// task ends with CHECK CONDITION.
+    pub refused: bool,
 }
 
 impl TaskState {
@@ -62,6 +69,11 @@ pub(crate) struct Tasks {
     by_id: HashMap<TaskId, TaskState>,
     by_itt: HashMap<u32, TaskId>,
     next_id: u32,
+    /// Write data budget held by all tasks.
+    reserved: u64,
+    /// Writes waiting for admission to the data budget, in arrival order (ids of tasks that
+    /// were removed meanwhile are skipped).
+    waiting: VecDeque<TaskId>,
 }
 
 impl Tasks {
@@ -95,6 +107,7 @@ impl Tasks {
 
     pub fn remove(&mut self, id: TaskId) -> Option<TaskState> {
         let t = self.by_id.remove(&id)?;
+        self.reserved = self.reserved.saturating_sub(t.reserved);
         if self.by_itt.get(&t.itt) == Some(&id) {
             self.by_itt.remove(&t.itt);
         }
@@ -122,8 +135,48 @@ impl Tasks {
         ids
     }
 
+    /// Every task, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &TaskState> {
+        self.by_id.values()
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Write data budget held by all tasks.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Hold `bytes` of the data budget for task `id` and mark it admitted.
+    pub fn admit(&mut self, id: TaskId, bytes: u64) {
+        if let Some(t) = self.by_id.get_mut(&id) {
+            t.admitted = true;
+            t.reserved += bytes;
+            self.reserved += bytes;
+        }
+    }
+
+    /// Queue a write for admission.
+    pub fn wait_for_budget(&mut self, id: TaskId) {
+        self.waiting.push_back(id);
+    }
+
+    /// The write first in line for admission, forgetting ids of tasks no longer waiting.
+    pub fn next_waiting(&mut self) -> Option<TaskId> {
+        while let Some(&id) = self.waiting.front() {
+            if self.by_id.get(&id).is_some_and(|t| !t.admitted) {
+                return Some(id);
+            }
+            self.waiting.pop_front();
+        }
+        None
+    }
+
+    /// Take the write first in line out of the queue.
+    pub fn pop_waiting(&mut self) {
+        self.waiting.pop_front();
     }
 
     pub fn any_executing(&self) -> bool {

@@ -22,6 +22,11 @@ pub(crate) struct TextState {
     tx: Vec<u8>,
 }
 
+/// RFC 7143 6.1: every pair, the last one too, ends with a NUL (empty text is fine).
+pub(crate) fn nul_terminated(text: &[u8]) -> bool {
+    text.last().map_or(true, |&b| b == 0)
+}
+
 impl Connection {
     /// A Text Request delivered in CmdSN order (or immediate).
     pub(crate) fn text_pdu(&mut self, pdu: Pdu) {
@@ -29,9 +34,18 @@ impl Connection {
             return;
         };
         if req.ttt != RESERVED_TAG {
-            if self.text.pending != Some((req.itt, req.ttt)) {
-                self.reject(RejectReason::INVALID_PDU_FIELD, &pdu);
-                return;
+            match self.text.pending {
+                Some((itt, ttt)) if (itt, ttt) == (req.itt, req.ttt) => {}
+                Some((_, ttt)) if ttt == req.ttt => {
+                    // The exchange's TTT under another ITT: the ITT changed mid-sequence.
+                    self.text = TextState::default();
+                    self.reject(RejectReason::PROTOCOL_ERROR, &pdu);
+                    return;
+                }
+                _ => {
+                    self.reject(RejectReason::INVALID_PDU_FIELD, &pdu);
+                    return;
+                }
             }
             if !self.text.tx.is_empty() {
                 // The initiator asks for the rest of our response.
@@ -67,6 +81,9 @@ impl Connection {
 
     /// Response keys for a complete request; None when it is malformed.
     fn answer_text(&mut self, text: &[u8]) -> Option<Vec<u8>> {
+        if !nul_terminated(text) {
+            return None;
+        }
         let pairs = parse_text(text).ok()?;
         let (st, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "SendTargets");
         if st.len() > 1 {

@@ -1,7 +1,8 @@
 //! Task management (RFC 7143 11.5, 11.6): ABORT TASK with the RefCmdSN rule,
 //! ABORT/CLEAR TASK SET, LOGICAL UNIT RESET, TARGET WARM/COLD RESET; the
 //! response waits for aborted running tasks and, where the SCSI layer must
-//! act, for `task_mgmt_done`.
+//! act, for `task_mgmt_done`. QUERY TASK and QUERY TASK SET (RFC 7144 4.2,
+//! SAM-5 7.9, 7.10) are answered at once from the task table.
 
 use iscsi_wire::{lun_to_index, Bhs, Pdu, TaskMgmtRequest, TaskMgmtResponse};
 
@@ -20,6 +21,16 @@ pub(crate) struct PendingTmf {
     waiting_scsi: bool,
     response: u8,
     close_after: bool,
+}
+
+/// The response to QUERY TASK / QUERY TASK SET: FUNCTION SUCCEEDED when the task (a task)
+/// exists, FUNCTION COMPLETE when not.
+fn query_response(found: bool) -> u8 {
+    if found {
+        r::FUNCTION_SUCCEEDED
+    } else {
+        r::FUNCTION_COMPLETE
+    }
 }
 
 impl Connection {
@@ -45,13 +56,51 @@ impl Connection {
                 self.start_tmf(req, ids, true, cold);
             }
             f::TASK_REASSIGN => self.send_tmf_response(req.itt, r::REASSIGN_NOT_SUPPORTED),
-            f::CLEAR_ACA
-            | f::QUERY_TASK
-            | f::QUERY_TASK_SET
-            | f::I_T_NEXUS_RESET
-            | f::QUERY_ASYNC_EVENT => self.send_tmf_response(req.itt, r::NOT_SUPPORTED),
+            f::QUERY_TASK => {
+                let found = self.task_exists(req.ref_task_tag);
+                self.send_tmf_response(req.itt, query_response(found));
+            }
+            f::QUERY_TASK_SET => {
+                let found = self.task_set_busy(req.lun);
+                self.send_tmf_response(req.itt, query_response(found));
+            }
+            f::CLEAR_ACA | f::I_T_NEXUS_RESET | f::QUERY_ASYNC_EVENT => {
+                self.send_tmf_response(req.itt, r::NOT_SUPPORTED)
+            }
             _ => self.send_tmf_response(req.itt, r::REJECTED),
         }
+    }
+
+    /// True while task `id` executes after a task management function aborted it: its result
+    /// will be discarded, so a transport that runs it in the background may complete it at
+    /// once (the TMF response waits for that).
+    pub fn task_aborted(&self, id: TaskId) -> bool {
+        self.tasks.get(id).is_some_and(|t| t.aborted)
+    }
+
+    /// QUERY TASK: the task with this ITT is in the task set (collecting Data-Out, executing,
+    /// or received and held behind a CmdSN gap) and not aborted.
+    fn task_exists(&self, itt: u32) -> bool {
+        let live = self
+            .tasks
+            .id_of_itt(itt)
+            .and_then(|id| self.tasks.get(id))
+            .is_some_and(|t| !t.aborted);
+        live || self.window.holds_itt(itt)
+    }
+
+    /// QUERY TASK SET: some task of this session (the I_T nexus) for `lun` is in the task
+    /// set.
+    fn task_set_busy(&self, lun: u64) -> bool {
+        let index = lun_to_index(lun);
+        !self
+            .tasks
+            .ids_where(|t| t.lun == index && !t.aborted)
+            .is_empty()
+            || self.window.holds_where(|p| match &p.bhs {
+                Bhs::ScsiCommand(c) => c.lun == lun,
+                _ => false,
+            })
     }
 
     /// ABORT TASK, including RFC 7143 11.5.1 for tasks that do not exist.

@@ -119,6 +119,9 @@ pub struct SessionInfo {
     pub tsih: u16,
     /// True for discovery sessions.
     pub discovery: bool,
+    /// The target portal group the session was made through: with the initiator name, the
+    /// ISID and the target, it identifies the session (RFC 7143 §4.4.3).
+    pub portal_group_tag: u16,
 }
 
 /// A task management request the SCSI layer must act on.
@@ -178,6 +181,8 @@ pub mod tmf_response {
     pub const NOT_SUPPORTED: u8 = 5;
     /// Function authorization failed.
     pub const AUTHORIZATION_FAILED: u8 = 6;
+    /// Function succeeded (RFC 7144: QUERY TASK / QUERY TASK SET found a task).
+    pub const FUNCTION_SUCCEEDED: u8 = 7;
     /// Function rejected.
     pub const REJECTED: u8 = 255;
 }

@@ -11,7 +11,8 @@ pub const MAX_VALUE_LEN: usize = 8192;
 pub enum TextError {
     /// A pair without `=`.
     MissingEquals,
-    /// A key that is empty, too long or has characters outside `a-z A-Z 0-9 . - + @ _`.
+    /// A key that is empty, too long, does not begin with a capital letter or has characters
+    /// outside `a-z A-Z 0-9 . - + @ _`.
     BadKey(String),
     /// A value longer than [`MAX_VALUE_LEN`] (the key is given).
     ValueTooLong(String),
@@ -59,11 +60,11 @@ fn parse_pair(pair: &[u8]) -> Result<(String, String), TextError> {
     Ok((key.to_string(), value.to_string()))
 }
 
-/// RFC 7143 6.1 key-name: 1..=63 of `a-z A-Z 0-9 . - + @ _`; an `X#` prefix
-/// (IANA-registered extension keys) is also allowed.
+/// RFC 7143 6.1 key-name: 1..=63 of `a-z A-Z 0-9 . - + @ _`, beginning with a capital
+/// letter; an `X#` prefix (IANA-registered extension keys) is also allowed.
 fn valid_key(key: &str) -> bool {
     let body = key.strip_prefix("X#").unwrap_or(key);
-    !key.is_empty()
+    key.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
         && key.len() <= MAX_KEY_LEN
         && !body.is_empty()
         && body
@@ -144,6 +145,14 @@ mod tests {
             Err(TextError::BadKey("K:ey".into()))
         );
         assert_eq!(parse_text(b"X#=x\0"), Err(TextError::BadKey("X#".into())));
+        assert_eq!(
+            parse_text(b"sENDtARGETS=aLL\0"),
+            Err(TextError::BadKey("sENDtARGETS".into()))
+        );
+        assert_eq!(
+            parse_text(b"1Key=x\0"),
+            Err(TextError::BadKey("1Key".into()))
+        );
         let long = format!("{}=1\0", "K".repeat(64));
         assert_eq!(
             parse_text(long.as_bytes()),

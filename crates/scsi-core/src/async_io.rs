@@ -20,6 +20,15 @@ use crate::{Device, Request, Response};
 pub enum Started {
     /// The command is complete (every command but queued I/O, and every error).
     Done(Response),
+    /// A long operation (SANITIZE): run `job` away from the event loop, on a thread of its
+    /// own. With `status_now` (IMMED), send that status at once and drop the job's response;
+    /// otherwise the job's response is the command's.
+    Background {
+        /// The operation.
+        job: crate::Background,
+        /// The command's status when it is returned before the operation ends.
+        status_now: Option<Response>,
+    },
     /// Queue `op` on the device's store; finish with [`PendingIo::finish`].
     Io {
         /// The store operation.

@@ -38,7 +38,8 @@ pub struct DeviceConfig {
     pub max_unmap_blocks: u32,
     /// MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT of VPD B0h.
     pub max_unmap_descriptors: u32,
-    /// MAXIMUM WRITE SAME LENGTH in blocks.
+    /// MAXIMUM WRITE SAME LENGTH in blocks (reported and enforced as at most the maximum
+    /// transfer length).
     pub max_write_same_blocks: u64,
     /// MAXIMUM COMPARE AND WRITE LENGTH in blocks.
     pub max_compare_write_blocks: u8,
@@ -134,6 +135,12 @@ pub(crate) struct State {
     pub copies: CopyResults,
     /// Initiator port names of the nexuses the transport named (`name,i,0xisid`).
     pub names: HashMap<NexusId, String>,
+    /// The sanitize operation in progress, if any.
+    pub sanitizing: Option<crate::sanitize::Progress>,
+    /// Target ports (portal groups) the logical unit is reached through, numbered from 1.
+    pub port_count: u16,
+    /// The relative target port of each I_T nexus the transport bound to one.
+    pub target_ports: HashMap<NexusId, u16>,
 }
 
 /// One SCSI block device (logical unit) over a [`BlockStore`]. `Send + Sync`: `execute` may
@@ -150,6 +157,9 @@ pub struct Device {
     pub(crate) caw: RwLock<()>,
     /// Whether the store offers asynchronous queues (probed once, on first use).
     pub(crate) async_io: OnceLock<bool>,
+    /// The device model that executes every command of a passthrough logical unit
+    /// ([`Device::passthrough`]).
+    pub(crate) cdb_handler: Option<Arc<dyn crate::CdbHandler>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -176,6 +186,9 @@ impl Device {
             prevent: BTreeSet::new(),
             copies: CopyResults::default(),
             names: HashMap::new(),
+            sanitizing: None,
+            port_count: 1,
+            target_ports: HashMap::new(),
         };
         Device {
             store,
@@ -185,6 +198,7 @@ impl Device {
             state: Mutex::new(state),
             caw: RwLock::new(()),
             async_io: OnceLock::new(),
+            cdb_handler: None,
         }
     }
 
@@ -235,6 +249,9 @@ impl Device {
 
     /// Executes one command.
     pub fn execute(&self, req: &Request) -> Response {
+        if self.is_passthrough() {
+            return self.execute_passthrough(req);
+        }
         let mut padded = [0u8; 32];
         let inner = pad_cdb(req, &mut padded);
         let wanted = cdb::data_out_len(inner.cdb, self.geo.block_size);
@@ -311,6 +328,7 @@ impl Device {
         cdb::check_reserved(req.cdb, info.usage)?;
         cdb::check_control(req.cdb, info.usage.len())?;
         self.check_reservations(req.nexus, info)?;
+        self.check_sanitizing(info)?;
         self.check_medium(info)?;
         Ok(info)
     }
@@ -366,6 +384,7 @@ impl Device {
             op::RECEIVE_COPY_RESULTS => self.receive_copy_results(req),
             op::MAINTENANCE_IN => match info.sa {
                 Some(op::SA_REPORT_SUPPORTED_TMFS) => self.report_supported_tmfs(req),
+                Some(op::SA_REPORT_TARGET_PORT_GROUPS) => self.report_target_port_groups(req),
                 _ => self.report_supported_opcodes(req),
             },
             op::REPORT_LUNS => Err(Sense::invalid_opcode().into()),
@@ -389,32 +408,30 @@ impl Device {
     }
 
     /// LOGICAL UNIT RESET: releases SPC-2 reservations, restores the unit and establishes
-    /// BUS DEVICE RESET FUNCTION OCCURRED for every nexus but the one that asked for the reset
-    /// (`requester`), which learns of it from the task management response.
-    pub fn lun_reset(&self, requester: Option<NexusId>) {
-        self.reset(crate::Asc::BUS_DEVICE_RESET, requester);
+    /// BUS DEVICE RESET FUNCTION OCCURRED for the initiator port of every I_T nexus, the one
+    /// that asked for the reset included (SAM-5 6.3.3; persistent reservations are kept).
+    pub fn lun_reset(&self) {
+        self.reset(crate::Asc::BUS_DEVICE_RESET);
     }
 
     /// Target reset as seen by this LUN: like [`Device::lun_reset`] with POWER ON, RESET, OR
     /// BUS DEVICE RESET OCCURRED.
-    pub fn target_reset(&self, requester: Option<NexusId>) {
-        self.reset(crate::Asc::POWER_ON_RESET, requester);
+    pub fn target_reset(&self) {
+        self.reset(crate::Asc::POWER_ON_RESET);
     }
 
-    fn reset(&self, asc: crate::Asc, requester: Option<NexusId>) {
+    fn reset(&self, asc: crate::Asc) {
         let mut st = self.lock();
         st.reserved_by = None;
         st.prevent.clear();
         st.mode.reset(self.cfg.write_cache);
         st.copies.clear();
-        match requester {
-            Some(n) => st.ua.establish_others(n, asc),
-            None => st.ua.establish_all(asc),
-        }
+        st.ua.establish_all(asc);
     }
 
-    /// The I_T nexus is gone: drops its SPC-2 reservation, its medium removal prevention and
-    /// its unit attention state (a later nexus with the same id starts afresh with POWER ON).
+    /// The I_T nexus is gone: drops its SPC-2 reservation and its medium removal prevention;
+    /// its pending unit attentions give way to I_T NEXUS LOSS OCCURRED, which the nexus
+    /// reports when it comes back.
     pub fn nexus_lost(&self, nexus: NexusId) {
         let mut st = self.lock();
         if st.reserved_by == Some(nexus) {
@@ -423,7 +440,8 @@ impl Device {
         st.prevent.remove(&nexus);
         st.copies.forget(nexus);
         st.names.remove(&nexus);
-        st.ua.forget(nexus);
+        st.target_ports.remove(&nexus);
+        st.ua.lost(nexus);
     }
 
     /// Names the initiator port of an I_T nexus (`name,i,0xisid`, as in an iSCSI TransportID),

@@ -32,7 +32,7 @@ pub fn standard_data(cfg: &DeviceConfig, peripheral: u8) -> Vec<u8> {
     d[3] = 0x10 | 0x02; // HISUP, response data format 2
     d[4] = (d.len() - 5) as u8;
     if peripheral == PERIPHERAL_DISK {
-        d[5] = 0x08; // 3PC: EXTENDED COPY
+        d[5] = 0x10 | 0x08; // TPGS 01b (implicit ALUA), 3PC (EXTENDED COPY)
     }
     d[7] = 0x02; // CMDQUE
     ascii_field(&mut d[8..16], &cfg.vendor);
@@ -59,7 +59,7 @@ impl Device {
     pub(crate) fn inquiry(&self, req: &Request) -> CmdResult {
         let (evpd, page, alloc) = decode(req.cdb)?;
         let data = if evpd {
-            self.vpd_page(page)?
+            self.vpd_page(page, req.nexus)?
         } else {
             standard_data(&self.cfg, PERIPHERAL_DISK)
         };
@@ -77,7 +77,7 @@ mod tests {
         let (_, d) = dev();
         let data = good(run(&d, &[0x12, 0, 0, 0, 255, 0], &[]));
         assert_eq!(data.len(), 96);
-        assert_eq!(&data[..8], &[0, 0, 6, 0x12, 91, 0x08, 0, 2]);
+        assert_eq!(&data[..8], &[0, 0, 6, 0x12, 91, 0x18, 0, 2]);
         assert_eq!(&data[8..16], b"USTGT   ");
         assert_eq!(&data[16..32], b"ustgt           ");
         assert_eq!(&data[32..36], b"0001");

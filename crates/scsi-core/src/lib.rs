@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod alua;
 mod async_io;
 mod atomic;
 mod capacity;
@@ -31,6 +32,7 @@ mod lun_table;
 mod misc;
 mod mode;
 mod opcodes;
+mod passthrough;
 mod persistent;
 mod pr_out;
 mod pr_persist;
@@ -57,8 +59,10 @@ pub use async_io::{PendingIo, Started};
 pub use backstore::{IoDone, IoOp, IoQueue};
 pub use device::{default_naa, Device, DeviceConfig};
 pub use lun_table::LunTable;
+pub use passthrough::{CdbHandler, CdbOutcome};
 pub use pr_persist::{check_pr_state, PrPersistence, PrSnapshot, PrStore};
 pub use report_luns::{decode_lun, encode_lun};
+pub use sanitize::Background;
 pub use sense::{Asc, Sense, SenseKey};
 
 /// Identifies one I_T nexus (initiator port + target port), chosen by the transport.

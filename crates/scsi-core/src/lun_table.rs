@@ -17,6 +17,8 @@ pub struct LunTable {
     luns: RwLock<BTreeMap<u64, Arc<Device>>>,
     /// Initiator port names of the logged-in nexuses, for LUNs mapped later.
     names: RwLock<BTreeMap<NexusId, String>>,
+    /// Relative target ports of the logged-in nexuses, for LUNs mapped later.
+    ports: RwLock<BTreeMap<NexusId, u16>>,
 }
 
 impl std::fmt::Debug for LunTable {
@@ -33,6 +35,7 @@ impl LunTable {
         LunTable {
             luns: RwLock::new(luns.into_iter().collect()),
             names: RwLock::new(BTreeMap::new()),
+            ports: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -64,6 +67,12 @@ impl LunTable {
         for (n, port) in self.names.read().unwrap_or_else(|e| e.into_inner()).iter() {
             dev.name_nexus(*n, port);
         }
+        for (n, port) in self.ports.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            dev.bind_target_port(*n, *port);
+        }
+        if let Some(count) = self.read().values().next().map(|d| d.lock().port_count) {
+            dev.set_target_port_count(count);
+        }
         self.write().insert(lun, dev);
         self.report_luns_changed();
     }
@@ -91,6 +100,7 @@ impl LunTable {
         let opcode = byte(req.cdb, 0);
         let mut resp = match (&dev, opcode) {
             (_, op::REPORT_LUNS) => self.report_luns(dev.as_deref(), req),
+            (Some(d), _) if d.is_passthrough() => return d.execute_passthrough(req),
             (Some(d), op::EXTENDED_COPY) => {
                 return d.execute_copy(req, &|des| self.designated(des));
             }
@@ -109,10 +119,14 @@ impl LunTable {
 
     /// Starts one command addressed to `lun`: READ, WRITE and SYNCHRONIZE CACHE of a device
     /// whose store has asynchronous queues come back as [`Started::Io`] once every check has
-    /// passed; everything else runs to completion as in [`LunTable::execute`].
+    /// passed, a SANITIZE and every command of a passthrough device (but REPORT LUNS and
+    /// unit attentions, see [`crate::CdbHandler`]) as [`Started::Background`]; everything else runs to completion as in
+    /// [`LunTable::execute`].
     pub fn start(&self, lun: u64, req: &Request) -> Started {
         let opcode = byte(req.cdb, 0);
         match self.device(lun) {
+            Some(d) if d.is_passthrough() && opcode != op::REPORT_LUNS => d.start_passthrough(req),
+            Some(d) if opcode == op::SANITIZE => d.start_sanitize(req),
             Some(d) if is_queued_opcode(opcode) && d.is_async() => d.start(req),
             _ => Started::Done(self.execute(lun, req)),
         }
@@ -151,11 +165,12 @@ impl LunTable {
         }
     }
 
-    /// LOGICAL UNIT RESET of `lun`; false when there is no such LUN.
-    pub fn lun_reset(&self, lun: u64, requester: Option<NexusId>) -> bool {
+    /// LOGICAL UNIT RESET of `lun` (see [`Device::lun_reset`]); false when there is no such
+    /// LUN.
+    pub fn lun_reset(&self, lun: u64) -> bool {
         match self.device(lun) {
             Some(d) => {
-                d.lun_reset(requester);
+                d.lun_reset();
                 true
             }
             None => false,
@@ -163,9 +178,9 @@ impl LunTable {
     }
 
     /// TARGET WARM/COLD RESET: every LUN is reset.
-    pub fn target_reset(&self, requester: Option<NexusId>) {
+    pub fn target_reset(&self) {
         for d in self.read().values() {
-            d.target_reset(requester);
+            d.target_reset();
         }
     }
 
@@ -189,9 +204,33 @@ impl LunTable {
         }
     }
 
+    /// Sets the number of target ports (portal groups, numbered from 1) every LUN of the table
+    /// is reached through (REPORT TARGET PORT GROUPS).
+    pub fn set_target_port_count(&self, count: u16) {
+        for d in self.read().values() {
+            d.set_target_port_count(count);
+        }
+    }
+
+    /// Records the relative target port of an I_T nexus at login: the portal group tag of the
+    /// portal group its session came through (VPD 83h, persistent reservations).
+    pub fn bind_target_port(&self, nexus: NexusId, port: u16) {
+        self.ports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(nexus, port);
+        for d in self.read().values() {
+            d.bind_target_port(nexus, port);
+        }
+    }
+
     /// The I_T nexus is gone (session closed or dropped).
     pub fn nexus_lost(&self, nexus: NexusId) {
         self.names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&nexus);
+        self.ports
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&nexus);
@@ -334,20 +373,38 @@ mod tests {
     }
 
     #[test]
+    fn target_ports_reach_every_lun_and_later_ones() {
+        let t = table();
+        t.set_target_port_count(2);
+        t.bind_target_port(N2, 2);
+        let (_, c) = dev();
+        t.map(7, Arc::new(c));
+        for lun in [1, 300, 7] {
+            let d = t.device(lun).unwrap();
+            assert_eq!(d.lock().port_count, 2, "LUN {lun}");
+            assert_eq!(d.target_port_of(N2), 2, "LUN {lun}");
+            assert_eq!(d.target_port_of(N1), 1, "LUN {lun}");
+        }
+        t.nexus_lost(N2);
+        assert_eq!(t.device(7).unwrap().target_port_of(N2), 1);
+    }
+
+    #[test]
     fn resets_and_nexus_loss() {
         let t = table();
         t.execute(1, &req(N1, &TUR));
         t.execute(1, &req(N2, &TUR));
-        assert!(t.lun_reset(1, Some(N2)));
-        assert!(!t.lun_reset(2, None));
+        assert!(t.lun_reset(1));
+        assert!(!t.lun_reset(2));
         assert_sense(&t.execute(1, &req(N1, &TUR)), 6, 0x2903);
-        // The nexus that asked for the reset gets no unit attention for it.
+        // The nexus that asked for the reset gets the unit attention too (SAM-5 6.3.3).
+        assert_sense(&t.execute(1, &req(N2, &TUR)), 6, 0x2903);
         assert_eq!(t.execute(1, &req(N2, &TUR)).status, Status::GOOD);
-        t.target_reset(None);
+        t.target_reset();
         assert_sense(&t.execute(1, &req(N1, &TUR)), 6, 0x2900);
         assert_eq!(t.execute(1, &req(N1, &TUR)).status, Status::GOOD);
         t.nexus_lost(N1);
-        assert_sense(&t.execute(1, &req(N1, &TUR)), 6, 0x2900);
+        assert_sense(&t.execute(1, &req(N1, &TUR)), 6, 0x2907);
         t.name_nexus(N1, "iqn.x,i,0x1");
         let (_, c) = dev();
         t.map(2, Arc::new(c));

@@ -6,15 +6,18 @@ use crate::sense::{Asc, CmdResult, Sense, SenseKey};
 use crate::{Device, Request};
 
 impl Device {
-    /// REQUEST SENSE: reports (and clears) a pending unit attention of the nexus, else NO
-    /// SENSE. DESC selects descriptor format.
+    /// REQUEST SENSE: reports (and clears) a pending unit attention of the nexus, else the
+    /// progress of a sanitize operation in progress, else NO SENSE. DESC selects descriptor
+    /// format.
     pub(crate) fn request_sense(&self, req: &Request) -> CmdResult {
         let desc = byte(req.cdb, 1) & 0x01 != 0;
         let alloc = usize::from(byte(req.cdb, 4));
         let pending = self.lock().ua.pop(req.nexus);
         let sense = match pending {
             Some(asc) => Sense::new(SenseKey::UNIT_ATTENTION, asc),
-            None => Sense::new(SenseKey::NO_SENSE, Asc::NONE),
+            None => self
+                .sanitize_sense()
+                .unwrap_or(Sense::new(SenseKey::NO_SENSE, Asc::NONE)),
         };
         Ok(clip(sense.encode(desc), alloc))
     }

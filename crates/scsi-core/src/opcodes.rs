@@ -55,6 +55,8 @@ pub mod op {
     /// SERVICE ACTION IN(16) service actions.
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
     pub const SA_GET_LBA_STATUS: u8 = 0x12;
+    /// MAINTENANCE IN service action REPORT TARGET PORT GROUPS.
+    pub const SA_REPORT_TARGET_PORT_GROUPS: u8 = 0x0A;
     /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
     pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0C;
     /// MAINTENANCE IN service action REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
@@ -467,6 +469,14 @@ pub static COMMANDS: &[CmdInfo] = &[
         REPORT_LUNS,
         &[0xA0, 0, F8, 0, 0, 0, F8, F8, F8, F8, 0, 0x07],
         Allowed,
+    )),
+    res_exempt(with_sa(
+        cmd(
+            MAINTENANCE_IN,
+            &[0xA3, 0xEA, 0, 0, 0, 0, F8, F8, F8, F8, 0, 0x07],
+            Allowed,
+        ),
+        SA_REPORT_TARGET_PORT_GROUPS,
     )),
     with_sa(
         cmd(

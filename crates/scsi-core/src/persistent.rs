@@ -8,6 +8,8 @@
 //! saved state or made by REGISTER AND MOVE for a port that has not logged in yet are bound to
 //! its nexus when the name appears.
 
+use std::collections::HashMap;
+
 use crate::cdb::{be16, byte, clip};
 use crate::opcodes::Access;
 use crate::pr_persist::PrSnapshot;
@@ -26,7 +28,7 @@ pub mod pr_type {
 }
 use pr_type::*;
 
-/// RELATIVE TARGET PORT IDENTIFIER of the one target port of a target.
+/// RELATIVE TARGET PORT IDENTIFIER of the first target port of a target.
 pub(crate) const TARGET_PORT: u16 = 1;
 
 /// One registration.
@@ -259,7 +261,7 @@ impl Device {
                 None => d.extend_from_slice(&[0; 4]),
             },
             0x02 => d = self.pr_capabilities(pr),
-            _ => d = full_status(pr),
+            _ => d = full_status(pr, &st.target_ports),
         }
         Ok(clip(d, alloc))
     }
@@ -272,9 +274,10 @@ impl Device {
     }
 }
 
-/// READ FULL STATUS: one descriptor per registration, with the iSCSI TransportID of its
-/// initiator port when the transport named it.
-fn full_status(pr: &PrState) -> Vec<u8> {
+/// READ FULL STATUS: one descriptor per registration, with the relative target port of its
+/// I_T nexus (`ports`; 1 when not logged in) and the iSCSI TransportID of its initiator port
+/// when the transport named it.
+fn full_status(pr: &PrState, ports: &HashMap<NexusId, u16>) -> Vec<u8> {
     let mut body = Vec::new();
     for r in &pr.regs {
         body.extend_from_slice(&r.key.to_be_bytes());
@@ -287,7 +290,8 @@ fn full_status(pr: &PrState) -> Vec<u8> {
             0
         });
         body.extend_from_slice(&[0; 4]);
-        body.extend_from_slice(&TARGET_PORT.to_be_bytes());
+        let port = r.nexus.and_then(|n| ports.get(&n).copied());
+        body.extend_from_slice(&port.unwrap_or(TARGET_PORT).to_be_bytes());
         let tid = r
             .port
             .as_deref()

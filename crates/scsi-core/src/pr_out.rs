@@ -55,9 +55,9 @@ fn decode_basic(req: &Request, sa: u8) -> Result<ProutParams, Sense> {
     })
 }
 
-/// The REGISTER AND MOVE parameter list: keys, UNREG, APTPL, the relative target port and
-/// the destination's TransportID.
-fn decode_move(req: &Request) -> Result<ProutParams, Sense> {
+/// The REGISTER AND MOVE parameter list: keys, UNREG, APTPL, the relative target port (one of
+/// the `port_count` ports) and the destination's TransportID.
+fn decode_move(req: &Request, port_count: u16) -> Result<ProutParams, Sense> {
     let len = u64::from(be32(req.cdb, 5));
     if len < 24 {
         return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
@@ -67,7 +67,7 @@ fn decode_move(req: &Request) -> Result<ProutParams, Sense> {
     if 24 + tid_len > len {
         return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
     }
-    if be16(data, 18) != TARGET_PORT {
+    if !(TARGET_PORT..=port_count).contains(&be16(data, 18)) {
         return Err(Sense::invalid_param(18, None));
     }
     let tid = transport_id::decode(&data[24..24 + tid_len as usize], 24)?;
@@ -86,7 +86,7 @@ impl Device {
         let scope = byte(req.cdb, 2) >> 4;
         let kind = byte(req.cdb, 2) & 0x0F;
         let p = match sa {
-            SA_REGISTER_AND_MOVE => decode_move(req)?,
+            SA_REGISTER_AND_MOVE => decode_move(req, self.lock().port_count)?,
             _ => decode_basic(req, sa)?,
         };
         let uses_type = matches!(

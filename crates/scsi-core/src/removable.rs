@@ -207,7 +207,7 @@ mod tests {
         good(run_on(&d, N2, &LOAD, &[]));
         for reset in [Device::lun_reset, Device::target_reset] {
             good(run_on(&d, N2, &PREVENT, &[]));
-            reset(&d, Some(N1));
+            reset(&d);
             clear_ua(&d, N2);
             good(run_on(&d, N2, &EJECT, &[]));
             good(run_on(&d, N2, &LOAD, &[]));

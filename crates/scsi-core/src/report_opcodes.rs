@@ -48,8 +48,10 @@ fn one_command(c: Option<&CmdInfo>, rctd: bool) -> Vec<u8> {
 }
 
 /// Task management functions the transport carries out: ABORT TASK, ABORT TASK SET, CLEAR TASK
-/// SET, LOGICAL UNIT RESET and TARGET RESET (byte 0 of the parameter data).
-const SUPPORTED_TMFS: u8 = 0x80 | 0x40 | 0x10 | 0x08 | 0x02;
+/// SET, LOGICAL UNIT RESET, QUERY TASK and TARGET RESET (byte 0 of the parameter data)...
+const SUPPORTED_TMFS: u8 = 0x80 | 0x40 | 0x10 | 0x08 | 0x04 | 0x02;
+/// ... and QUERY TASK SET (byte 1; not QUERY ASYNCHRONOUS EVENT nor I_T NEXUS RESET).
+const SUPPORTED_TMFS_1: u8 = 0x02;
 
 impl Device {
     /// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS: the 4-byte format, or the 16-byte extended
@@ -60,7 +62,7 @@ impl Device {
         if alloc < 4 {
             return Err(Sense::invalid_cdb(6, None).into());
         }
-        let mut d = vec![SUPPORTED_TMFS, 0, 0, 0];
+        let mut d = vec![SUPPORTED_TMFS, SUPPORTED_TMFS_1, 0, 0];
         if repd {
             d[3] = 0x0C;
             d.resize(16, 0);
@@ -136,11 +138,11 @@ mod tests {
     fn supported_tmfs() {
         let (_, d) = dev();
         let mut c = [0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0];
-        assert_eq!(good(run(&d, &c, &[])), vec![0xDA, 0, 0, 0]);
+        assert_eq!(good(run(&d, &c, &[])), vec![0xDE, 0x02, 0, 0]);
         c[2] = 0x80;
         let ext = good(run(&d, &c, &[]));
         assert_eq!(ext.len(), 16);
-        assert_eq!(&ext[..4], &[0xDA, 0, 0, 0x0C]);
+        assert_eq!(&ext[..4], &[0xDE, 0x02, 0, 0x0C]);
         c[9] = 3;
         assert_invalid_cdb(&run(&d, &c, &[]), 6, None);
         c[2] = 0x40;

@@ -104,7 +104,7 @@ mod tests {
         );
         good(run_on(&d, N1, &RELEASE10, &[]));
         good(run_on(&d, N2, &RESERVE10, &[]));
-        d.lun_reset(None);
+        d.lun_reset();
         clear_ua(&d, N1);
         good(run_on(&d, N1, &[0; 6], &[]));
         good(run_on(&d, N1, &RESERVE10, &[]));

@@ -170,6 +170,9 @@ pub struct Sense {
     pub info: Option<u64>,
     /// Sense-key-specific field pointer, if any.
     pub field: Option<FieldPointer>,
+    /// Sense-key-specific progress indication (how much of an operation in progress is done,
+    /// in 65536ths), if any; used instead of `field`.
+    pub progress: Option<u16>,
 }
 
 impl Sense {
@@ -180,6 +183,15 @@ impl Sense {
             asc,
             info: None,
             field: None,
+            progress: None,
+        }
+    }
+
+    /// NOT READY / LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS with the progress indication.
+    pub const fn sanitize_in_progress(progress: u16) -> Sense {
+        Sense {
+            progress: Some(progress),
+            ..Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS)
         }
     }
 
@@ -280,10 +292,22 @@ impl Sense {
         s[7] = 10;
         s[12] = self.asc.asc();
         s[13] = self.asc.ascq();
-        if let Some(f) = self.field {
-            s[15..18].copy_from_slice(&f.to_bytes());
+        if let Some(sks) = self.key_specific() {
+            s[15..18].copy_from_slice(&sks);
         }
         s
+    }
+
+    /// The three SENSE KEY SPECIFIC bytes (SKSV set), if any.
+    fn key_specific(&self) -> Option<[u8; 3]> {
+        match (self.field, self.progress) {
+            (Some(f), _) => Some(f.to_bytes()),
+            (None, Some(p)) => {
+                let [hi, lo] = p.to_be_bytes();
+                Some([0x80, hi, lo])
+            }
+            (None, None) => None,
+        }
     }
 
     /// Encodes in descriptor format (response code 72h).
@@ -302,9 +326,9 @@ impl Sense {
             s.extend_from_slice(&[0x00, 0x0A, 0x80, 0x00]);
             s.extend_from_slice(&info.to_be_bytes());
         }
-        if let Some(f) = self.field {
+        if let Some(sks) = self.key_specific() {
             s.extend_from_slice(&[0x02, 0x06, 0x00, 0x00]);
-            s.extend_from_slice(&f.to_bytes());
+            s.extend_from_slice(&sks);
             s.push(0);
         }
         s[7] = (s.len() - 8) as u8;
@@ -378,6 +402,19 @@ mod tests {
         assert_eq!(
             s,
             vec![0x72, 5, 0x26, 0, 0, 0, 0, 8, 2, 6, 0, 0, 0x80, 0, 3, 0]
+        );
+    }
+
+    #[test]
+    fn progress_indication() {
+        let s = Sense::sanitize_in_progress(0x4000);
+        assert_eq!(
+            s.to_fixed(),
+            vec![0x70, 0, 2, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x04, 0x1B, 0, 0x80, 0x40, 0]
+        );
+        assert_eq!(
+            s.to_descriptor(),
+            vec![0x72, 2, 0x04, 0x1B, 0, 0, 0, 8, 2, 6, 0, 0, 0x80, 0x40, 0, 0]
         );
     }
 

@@ -7,6 +7,8 @@ use crate::NexusId;
 
 /// Most conditions queued for one nexus; older ones are dropped past this.
 const MAX_PENDING: usize = 8;
+/// Most nexuses whose unit attentions are remembered after they are lost.
+pub const MAX_NEXUSES: usize = 4096;
 
 /// Pending unit attentions of every nexus that has talked to the logical unit.
 #[derive(Debug, Default)]
@@ -72,9 +74,17 @@ impl UnitAttentions {
         }
     }
 
-    /// Forgets a nexus entirely.
-    pub fn forget(&mut self, nexus: NexusId) {
-        self.nexuses.remove(&nexus);
+    /// The nexus is gone (logout, connection loss, reinstatement): when it comes back, its
+    /// first command reports I_T NEXUS LOSS OCCURRED (SAM-5 6.3.4), which supersedes anything
+    /// pending. Past [`MAX_NEXUSES`] known nexuses a lost one is forgotten instead (it then
+    /// starts again with POWER ON), so that the table stays bounded.
+    pub fn lost(&mut self, nexus: NexusId) {
+        if self.nexuses.len() > MAX_NEXUSES {
+            self.nexuses.remove(&nexus);
+            return;
+        }
+        let q = self.nexuses.entry(nexus).or_default();
+        push(q, Asc::I_T_NEXUS_LOSS);
     }
 }
 
@@ -99,6 +109,29 @@ mod tests {
 
     const A: NexusId = NexusId(1);
     const B: NexusId = NexusId(2);
+
+    #[test]
+    fn a_lost_nexus_comes_back_with_nexus_loss() {
+        let mut u = UnitAttentions::default();
+        u.register(A);
+        u.establish(A, Asc::POWER_ON_RESET);
+        u.lost(A);
+        u.register(A);
+        assert_eq!(u.pop(A), Some(Asc::I_T_NEXUS_LOSS));
+        assert_eq!(u.pop(A), None);
+        // Never seen before: lost still leaves the nexus-loss condition for its return.
+        u.lost(B);
+        assert_eq!(u.pop(B), Some(Asc::I_T_NEXUS_LOSS));
+    }
+
+    #[test]
+    fn lost_nexuses_are_bounded() {
+        let mut u = UnitAttentions::default();
+        for i in 0..MAX_NEXUSES as u64 + 10 {
+            u.lost(NexusId(i));
+        }
+        assert!(u.nexuses.len() <= MAX_NEXUSES + 1);
+    }
 
     #[test]
     fn first_sight_gives_power_on_once() {
@@ -136,8 +169,8 @@ mod tests {
         u.establish(A, Asc::REPORTED_LUNS_DATA_CHANGED);
         u.clear(A, Asc::REPORTED_LUNS_DATA_CHANGED);
         assert!(!u.pending(A));
-        u.forget(A);
+        u.lost(A);
         u.register(A);
-        assert_eq!(u.pop(A), Some(Asc::POWER_ON_RESET));
+        assert_eq!(u.pop(A), Some(Asc::I_T_NEXUS_LOSS));
     }
 }

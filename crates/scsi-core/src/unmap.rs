@@ -34,7 +34,11 @@ impl Device {
 
     /// Decodes and checks the block descriptors of an UNMAP parameter list.
     fn unmap_ranges(&self, data: &[u8]) -> Result<Vec<(u64, u64)>, Sense> {
-        let bdl = usize::from(be16(data, 2)).min(data.len() - 8);
+        // Descriptors claimed past the parameter list are an error, never read.
+        let bdl = usize::from(be16(data, 2));
+        if bdl > data.len() - 8 {
+            return Err(Sense::invalid_param(2, None));
+        }
         let count = bdl / 16;
         if count > self.cfg.max_unmap_descriptors as usize {
             return Err(Sense::invalid_param(2, None));
@@ -116,6 +120,18 @@ mod tests {
         assert_sense(&run(&small, &unmap_cdb(40), &p), 5, 0x2600);
         let p = params(&[(0, 3)]);
         assert_sense(&run(&small, &unmap_cdb(24), &p), 5, 0x2600);
+    }
+
+    #[test]
+    fn descriptor_length_past_the_parameter_list_is_refused() {
+        let (s, d) = dev();
+        let mut p = params(&[(0, 1)]);
+        p[2..4].copy_from_slice(&64u16.to_be_bytes());
+        assert_sense(&run(&d, &unmap_cdb(p.len() as u16), &p), 5, 0x2600);
+        // A PARAMETER LIST LENGTH that cuts the descriptors short.
+        let p = params(&[(0, 1), (8, 1)]);
+        assert_sense(&run(&d, &unmap_cdb(30), &p), 5, 0x2600);
+        assert!(s.calls().is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::inquiry::{ascii_field, PERIPHERAL_DISK};
 use crate::sense::Sense;
-use crate::Device;
+use crate::{Device, NexusId};
 
 /// VPD page codes served.
 pub const PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
@@ -23,8 +23,8 @@ fn designator(code_set: u8, kind: u8, id: &[u8]) -> Vec<u8> {
 }
 
 impl Device {
-    /// The VPD page `code`, or INVALID FIELD IN CDB for an unknown page.
-    pub(crate) fn vpd_page(&self, code: u8) -> Result<Vec<u8>, Sense> {
+    /// The VPD page `code` as `nexus` sees it, or INVALID FIELD IN CDB for an unknown page.
+    pub(crate) fn vpd_page(&self, code: u8, nexus: NexusId) -> Result<Vec<u8>, Sense> {
         let body = match code {
             0x00 => PAGES.to_vec(),
             0x80 => self
@@ -33,7 +33,11 @@ impl Device {
                 .bytes()
                 .filter(|b| (0x20..0x7F).contains(b))
                 .collect(),
-            0x83 => self.device_identification(),
+            0x83 => {
+                let mut d = self.device_identification();
+                d.extend(self.port_designators(nexus));
+                d
+            }
             0x8F => self.third_party_copy(),
             0xB0 => self.block_limits(),
             0xB1 => self.block_characteristics(),
@@ -43,7 +47,8 @@ impl Device {
         Ok(page(code, body))
     }
 
-    /// VPD 83h: an NAA designator and a T10 vendor ID designator, both of the logical unit.
+    /// The logical unit's designators of VPD 83h: an NAA designator and a T10 vendor ID
+    /// designator (the page adds those of the target port the command came through).
     pub(crate) fn device_identification(&self) -> Vec<u8> {
         let mut d = designator(0x01, 0x03, &self.cfg.naa.to_be_bytes());
         let mut t10 = vec![0u8; 8];
@@ -84,7 +89,7 @@ impl Device {
             b[20..24].copy_from_slice(&self.cfg.max_unmap_descriptors.to_be_bytes());
             b[24..28].copy_from_slice(&per_physical.to_be_bytes());
         }
-        b[32..40].copy_from_slice(&self.cfg.max_write_same_blocks.to_be_bytes());
+        b[32..40].copy_from_slice(&self.max_write_same_blocks().to_be_bytes());
         let unit = self.atomic_unit();
         b[40..44].copy_from_slice(&self.max_atomic_blocks().to_be_bytes());
         b[44..48].copy_from_slice(&unit.to_be_bytes());
@@ -143,13 +148,18 @@ mod tests {
     fn identification_page() {
         let (_, d) = dev_with(8, 512, |c| c.naa = 0x3123_4567_89AB_CDEF);
         let p = vpd(&d, 0x83);
-        assert_eq!(&p[..4], &[0, 0x83, 0, 12 + 4 + 14]);
+        assert_eq!(&p[..4], &[0, 0x83, 0, 12 + 4 + 14 + 16]);
         assert_eq!(
             &p[4..16],
             &[1, 3, 0, 8, 0x31, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]
         );
         assert_eq!(&p[16..20], &[2, 1, 0, 14]);
-        assert_eq!(&p[20..], b"USTGT   SN0001");
+        assert_eq!(&p[20..34], b"USTGT   SN0001");
+        // The relative target port and the target port group of the nexus's port.
+        assert_eq!(
+            &p[34..],
+            &[0x51, 0x94, 0, 4, 0, 0, 0, 1, 0x51, 0x95, 0, 4, 0, 0, 0, 1]
+        );
     }
 
     #[test]
@@ -170,7 +180,8 @@ mod tests {
         assert_eq!(&p[20..24], &(1u32 << 20).to_be_bytes());
         assert_eq!(&p[24..28], &512u32.to_be_bytes());
         assert_eq!(&p[28..32], &1u32.to_be_bytes());
-        assert_eq!(&p[36..44], &(1u64 << 22).to_be_bytes());
+        // MAXIMUM WRITE SAME LENGTH: no more than the maximum transfer length.
+        assert_eq!(&p[36..44], &131072u64.to_be_bytes());
         assert_eq!(&p[44..48], &131072u32.to_be_bytes());
         assert_eq!(&p[48..52], &8u32.to_be_bytes());
         assert_eq!(&p[52..56], &8u32.to_be_bytes());

@@ -38,7 +38,7 @@ impl Device {
             n => n,
         };
         let len_at = if sixteen { 10 } else { 7 };
-        if blocks > self.cfg.max_write_same_blocks {
+        if blocks > self.max_write_same_blocks() {
             return Err(Sense::invalid_cdb(len_at, None).into());
         }
         let bs = self.bs();
@@ -62,6 +62,17 @@ impl Device {
         res.map_err(|e| Sense::from_io(&e, true))?;
         self.flush_if_write_through()?;
         Ok(Vec::new())
+    }
+
+    /// MAXIMUM WRITE SAME LENGTH in blocks: the configured limit, but never more than the
+    /// MAXIMUM TRANSFER LENGTH. A WRITE SAME runs to completion on the thread that received it,
+    /// like a WRITE, so it is bounded the same way; and an initiator that writes or reads back
+    /// a WRITE SAME range with one command (as libiscsi's WriteSame tests do) can, whatever the
+    /// block size.
+    pub(crate) fn max_write_same_blocks(&self) -> u64 {
+        self.cfg
+            .max_write_same_blocks
+            .min(u64::from(self.max_transfer_blocks()))
     }
 
     /// Writes `block` to every block of the range, a chunk at a time.
@@ -185,6 +196,10 @@ mod tests {
         assert_sense(&run(&d, &cdb10(0x41, 0x08, 0, 1), &[0; 1024]), 5, 0x0E03);
         let (_, big) = dev_with(64, 512, |c| c.max_write_same_blocks = 4);
         assert_invalid_cdb(&run(&big, &cdb16(0x93, 0, 0, 5), &[0; 512]), 10, None);
+        // The maximum transfer length bounds it too.
+        let (_, narrow) = dev_with(64, 4096, |c| c.max_transfer_bytes = 4 * 4096);
+        assert_invalid_cdb(&run(&narrow, &cdb16(0x93, 0, 0, 5), &[0; 4096]), 10, None);
+        good(run(&narrow, &cdb16(0x93, 0, 0, 4), &[0; 4096]));
         let (_, ro) = dev_with(64, 512, |c| c.read_only = true);
         assert_sense(&run(&ro, &cdb10(0x41, 0, 0, 1), &[0; 512]), 7, 0x2700);
         assert_sense(&run(&ro, &cdb10(0x41, 0x08, 0, 1), &[0; 512]), 7, 0x2700);

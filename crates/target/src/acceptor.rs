@@ -1,4 +1,6 @@
 //! The acceptor thread: accepts on every portal and deals connections out to the event loops.
+//! A connection beyond the login limits of its portal or source address is closed at once
+//! (`limits.rs`).
 use std::io;
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
@@ -6,6 +8,7 @@ use std::sync::Arc;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::limits::LoginGate;
 use crate::worker::{Msg, WorkerHandle};
 use crate::StopHandle;
 
@@ -17,6 +20,7 @@ pub struct Acceptor {
     listeners: Vec<TcpListener>,
     workers: Vec<WorkerHandle>,
     stop: StopHandle,
+    gate: Arc<LoginGate>,
 }
 
 impl Acceptor {
@@ -24,6 +28,7 @@ impl Acceptor {
         listeners: Vec<StdListener>,
         workers: Vec<WorkerHandle>,
         stop: StopHandle,
+        gate: Arc<LoginGate>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -40,6 +45,7 @@ impl Acceptor {
             listeners: mio_listeners,
             workers,
             stop,
+            gate,
         })
     }
 
@@ -58,17 +64,22 @@ impl Acceptor {
                 return Err(e);
             }
             for ev in events.iter() {
-                let Some(l) = self.listeners.get(ev.token().0) else {
+                let portal = ev.token().0;
+                let Some(l) = self.listeners.get(portal) else {
                     continue;
                 };
                 loop {
                     match l.accept() {
                         Ok((stream, peer)) => {
                             log::debug!("connection from {peer}");
+                            // Beyond a login limit the stream is dropped: closed.
+                            let Some(ticket) = self.gate.try_enter(portal, peer.ip()) else {
+                                continue;
+                            };
                             let _ = stream.set_nodelay(true);
                             let w = &self.workers[next % self.workers.len()];
                             next = next.wrapping_add(1);
-                            w.send(Msg::NewConn(stream));
+                            w.send(Msg::NewConn(stream, ticket));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -7,6 +7,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry as MioRegistry, Token};
 
 use crate::conn::{Conn, LoopEnv};
+use crate::limits::LoginTicket;
 use crate::outq::Flushed;
 use crate::stats::Counter;
 
@@ -15,6 +16,8 @@ pub struct EpollConn {
     sock: TcpStream,
     /// The last write found the socket full: write again when it becomes writable.
     blocked: bool,
+    /// The peer shut its side: read until the end of stream, which brings no new event.
+    peer_closed: bool,
 }
 
 impl EpollConn {
@@ -23,6 +26,7 @@ impl EpollConn {
         mut sock: TcpStream,
         poll: &MioRegistry,
         env: &LoopEnv,
+        ticket: LoginTicket,
     ) -> io::Result<EpollConn> {
         let local = sock.local_addr()?;
         let peer = sock.peer_addr().ok();
@@ -31,10 +35,13 @@ impl EpollConn {
             Token(id as usize),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let mut core = Conn::new(id, local, peer, env);
+        core.hold_login_ticket(ticket);
         let mut conn = EpollConn {
-            core: Conn::new(id, local, peer, env),
+            core,
             sock,
             blocked: false,
+            peer_closed: false,
         };
         // Data may already be waiting (edge-triggered readiness was armed after it arrived).
         conn.on_ready(true, false);
@@ -60,6 +67,12 @@ impl EpollConn {
         }
     }
 
+    /// The event said the peer closed its side (EPOLLRDHUP): a short read no longer means
+    /// the socket is drained, since the end of stream still has to be read.
+    pub fn peer_closed(&mut self) {
+        self.peer_closed = true;
+    }
+
     fn read_some(&mut self) {
         loop {
             if self.core.backlogged() {
@@ -77,7 +90,7 @@ impl EpollConn {
                     self.core.received(n);
                     // A short read drained the socket: with edge-triggered readiness, new
                     // data raises a new event, so the read that would find nothing is skipped.
-                    if self.core.is_closing() || n < want {
+                    if self.core.is_closing() || (n < want && !self.peer_closed) {
                         return;
                     }
                 }
@@ -118,7 +131,7 @@ impl EpollConn {
     /// Write pending output. The socket is registered for edge-triggered writability, so a
     /// partial write resumes on the next writable event.
     pub fn flush(&mut self) {
-        if self.core.out().is_empty() {
+        if self.core.out().is_empty() || self.core.output_held() {
             return;
         }
         let mut writes = 0;

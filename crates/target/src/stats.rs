@@ -1,7 +1,10 @@
-//! Datapath counters: system calls, store I/O and commands, per event loop, summed on demand.
+//! Datapath counters: system calls, store I/O and commands, per event loop, summed on demand;
+//! and gauges of what is alive (connections, logins, sessions, tasks, buffers), so that a leak
+//! shows as a gauge that does not return to its baseline.
 //!
 //! Each loop owns one [`LoopStats`] (its own cache line); only that loop writes it, with relaxed
-//! atomic adds, and any thread may read a [`Stats`] snapshot through a [`StatsHandle`].
+//! atomic adds, and any thread may read a [`Stats`] snapshot through a [`StatsHandle`]. The
+//! gauges of state shared by the loops (logins, sessions) live in one [`Gauges`].
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,74 @@ pub(crate) struct LoopStats {
     coalescing_conns: AtomicU64,
     /// 1 while this loop runs the io_uring network engine.
     uring: AtomicU64,
+    /// Gauges of this loop's connections, refreshed every iteration.
+    conns: AtomicU64,
+    tasks: AtomicU64,
+    write_reserved: AtomicU64,
+    buffers: AtomicU64,
+    io_in_flight: AtomicU64,
+}
+
+/// What the connections of one loop hold right now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnGauges {
+    /// Connections.
+    pub conns: u64,
+    /// SCSI tasks alive in their protocol engines.
+    pub tasks: u64,
+    /// Write data budget held by admitted writes.
+    pub write_reserved: u64,
+    /// Receive buffers, unsent output and write data being collected (bytes).
+    pub buffers: u64,
+    /// Commands at an asynchronous store queue.
+    pub io_in_flight: u64,
+}
+
+impl ConnGauges {
+    /// Add one connection's share.
+    pub fn add(&mut self, other: &ConnGauges) {
+        self.conns += other.conns;
+        self.tasks += other.tasks;
+        self.write_reserved += other.write_reserved;
+        self.buffers += other.buffers;
+        self.io_in_flight += other.io_in_flight;
+    }
+}
+
+/// Gauges of the state the event loops share: connections in login, sessions, and the count of
+/// connections closed at accept by a login limit.
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    logins: AtomicU64,
+    sessions: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Gauges {
+    /// Connections in the login phase now.
+    pub fn set_logins(&self, n: u64) {
+        self.logins.store(n, Ordering::Relaxed);
+    }
+
+    /// Sessions now.
+    pub fn set_sessions(&self, n: u64) {
+        self.sessions.store(n, Ordering::Relaxed);
+    }
+
+    /// One more connection closed at accept.
+    pub fn refused_connection(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
 }
 
 /// Which counter to bump.
@@ -66,6 +137,16 @@ impl LoopStats {
         self.uring.store(1, Ordering::Relaxed);
     }
 
+    /// Publish what this loop's connections hold now.
+    pub fn set_gauges(&self, g: &ConnGauges) {
+        let r = Ordering::Relaxed;
+        self.conns.store(g.conns, r);
+        self.tasks.store(g.tasks, r);
+        self.write_reserved.store(g.write_reserved, r);
+        self.buffers.store(g.buffers, r);
+        self.io_in_flight.store(g.io_in_flight, r);
+    }
+
     /// Record how many connections of this loop are currently coalescing replies.
     pub fn set_coalescing(&self, n: u64) {
         self.coalescing_conns.store(n, Ordering::Relaxed);
@@ -83,6 +164,12 @@ impl LoopStats {
             held_sends: g(&self.held),
             coalescing_connections: g(&self.coalescing_conns),
             uring_loops: g(&self.uring),
+            connections: g(&self.conns),
+            tasks: g(&self.tasks),
+            write_data_reserved: g(&self.write_reserved),
+            buffer_bytes: g(&self.buffers),
+            store_io_in_flight: g(&self.io_in_flight),
+            ..Stats::default()
         }
     }
 }
@@ -110,6 +197,24 @@ pub struct Stats {
     pub coalescing_connections: u64,
     /// Event loops running the io_uring network engine (the others run epoll).
     pub uring_loops: u64,
+    /// Connections open now (gauge).
+    pub connections: u64,
+    /// Connections in the login phase now (gauge).
+    pub logins: u64,
+    /// Sessions now, normal and discovery (gauge).
+    pub sessions: u64,
+    /// SCSI tasks alive now: collecting Data-Out, executing, or aborted and still executing
+    /// (gauge).
+    pub tasks: u64,
+    /// Write data budget held by admitted writes now, in bytes (gauge).
+    pub write_data_reserved: u64,
+    /// Bytes held by connections now: receive buffers, unsent output, write data being
+    /// collected (gauge).
+    pub buffer_bytes: u64,
+    /// Commands at asynchronous store queues now (gauge).
+    pub store_io_in_flight: u64,
+    /// Connections closed at accept because a login limit was reached (counter).
+    pub refused_connections: u64,
 }
 
 impl Stats {
@@ -138,8 +243,10 @@ impl Stats {
             commands: self.commands.saturating_sub(earlier.commands),
             iterations: self.iterations.saturating_sub(earlier.iterations),
             held_sends: self.held_sends.saturating_sub(earlier.held_sends),
-            coalescing_connections: self.coalescing_connections,
-            uring_loops: self.uring_loops,
+            refused_connections: self
+                .refused_connections
+                .saturating_sub(earlier.refused_connections),
+            ..*self
         }
     }
 }
@@ -159,7 +266,9 @@ impl fmt::Display for Stats {
             f,
             "{} commands, {:.2} syscalls/command (reads {:.2}, writes {:.2}, polls {:.2}, \
              store I/O {:.2}), {:.2} commands/loop iteration, {} sends held by coalescing, \
-             {} connections coalescing, {} loops on io_uring",
+             {} connections coalescing, {} loops on io_uring; {} connections ({} logging in, \
+             {} refused at accept), {} sessions, {} tasks, {} bytes of write data reserved, \
+             {} bytes of connection buffers, {} store I/O in flight",
             self.commands,
             self.syscalls_per_command(),
             per(self.reads),
@@ -170,6 +279,14 @@ impl fmt::Display for Stats {
             self.held_sends,
             self.coalescing_connections,
             self.uring_loops,
+            self.connections,
+            self.logins,
+            self.refused_connections,
+            self.sessions,
+            self.tasks,
+            self.write_data_reserved,
+            self.buffer_bytes,
+            self.store_io_in_flight,
         )
     }
 }
@@ -178,12 +295,19 @@ impl fmt::Display for Stats {
 #[derive(Clone, Default)]
 pub struct StatsHandle {
     loops: Arc<Mutex<Vec<Arc<LoopStats>>>>,
+    global: Arc<Gauges>,
 }
 
 impl StatsHandle {
     /// The counters summed over every event loop.
     pub fn snapshot(&self) -> Stats {
-        let mut s = Stats::default();
+        let r = Ordering::Relaxed;
+        let mut s = Stats {
+            logins: self.global.logins.load(r),
+            sessions: self.global.sessions.load(r),
+            refused_connections: self.global.refused.load(r),
+            ..Stats::default()
+        };
         let Ok(loops) = self.loops.lock() else {
             return s;
         };
@@ -198,8 +322,18 @@ impl StatsHandle {
             s.held_sends += x.held_sends;
             s.coalescing_connections += x.coalescing_connections;
             s.uring_loops += x.uring_loops;
+            s.connections += x.connections;
+            s.tasks += x.tasks;
+            s.write_data_reserved += x.write_data_reserved;
+            s.buffer_bytes += x.buffer_bytes;
+            s.store_io_in_flight += x.store_io_in_flight;
         }
         s
+    }
+
+    /// The gauges of the state the loops share.
+    pub(crate) fn gauges(&self) -> Arc<Gauges> {
+        self.global.clone()
     }
 
     /// A fresh counter set for a new event loop.

@@ -19,6 +19,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use mio::net::TcpStream;
 
 use crate::conn::{Conn, LoopEnv};
+use crate::limits::LoginTicket;
 use crate::outq::{OutQueue, MAX_IOV};
 use crate::uring::{Op, Ring};
 
@@ -56,11 +57,18 @@ pub struct UringConn {
 }
 
 impl UringConn {
-    pub fn new(id: u64, sock: TcpStream, env: &LoopEnv) -> io::Result<UringConn> {
+    pub fn new(
+        id: u64,
+        sock: TcpStream,
+        env: &LoopEnv,
+        ticket: LoginTicket,
+    ) -> io::Result<UringConn> {
         let local = sock.local_addr()?;
         let peer = sock.peer_addr().ok();
+        let mut core = Conn::new(id, local, peer, env);
+        core.hold_login_ticket(ticket);
         Ok(UringConn {
-            core: Conn::new(id, local, peer, env),
+            core,
             sock,
             sending: OutQueue::default(),
             msg: SendMsg::boxed(),
@@ -139,7 +147,7 @@ impl UringConn {
     /// Start a send of the output waiting, unless one is in flight: the rest of a short send
     /// first, else everything the connection produced since the last send.
     pub fn flush(&mut self, ring: &mut Ring) {
-        if self.send_armed || self.torn_down {
+        if self.send_armed || self.torn_down || self.core.output_held() {
             return;
         }
         if self.send_failed {
@@ -228,7 +236,9 @@ impl UringConn {
 
     /// True when the connection has nothing more to do and can be torn down.
     pub fn is_done(&self) -> bool {
-        !self.torn_down && !self.send_armed && self.core.is_done()
+        // After the linger a send stuck on a peer that does not read is cancelled.
+        let send_done = !self.send_armed || self.core.linger_over();
+        !self.torn_down && send_done && self.core.is_done()
     }
 
     /// End the session, shut the socket down and cancel the requests in flight; the

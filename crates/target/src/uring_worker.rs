@@ -18,7 +18,8 @@ use crate::aio::{AsyncIo, Finished};
 use crate::clock::now_ms;
 use crate::conn::LoopEnv;
 use crate::eventfd::EventFd;
-use crate::stats::{Counter, LoopStats};
+use crate::limits::LoginTicket;
+use crate::stats::{ConnGauges, Counter, LoopStats};
 use crate::uring::{Completion, Op, Ring, Wait, MAX_CONN_ID};
 use crate::uring_conn::UringConn;
 use crate::worker::{sleep_until, LoopSetup, Msg, Spin, SHUTDOWN_IO_WAIT};
@@ -188,6 +189,8 @@ impl UringWorker {
                 // The connection may be gone: its result is dropped.
                 if let Some(c) = self.conns.get_mut(&f.conn) {
                     c.core.finish_io(f.task, f.response);
+                    // Input may have paused on command data at the store.
+                    c.core.resume_input();
                 }
             }
         }
@@ -216,18 +219,24 @@ impl UringWorker {
     fn drain_messages(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                Msg::NewConn(stream) => self.adopt(stream),
+                Msg::NewConn(stream, ticket) => self.adopt(stream, ticket),
+                Msg::Released(id) => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.core.released();
+                    }
+                }
                 Msg::Kill(id) => {
                     if let Some(c) = self.conns.get_mut(&id) {
                         c.kill();
                     }
                 }
+                Msg::Finished(f) => self.finished.push(f),
                 Msg::Stop => {}
             }
         }
     }
 
-    fn adopt(&mut self, stream: TcpStream) {
+    fn adopt(&mut self, stream: TcpStream, ticket: LoginTicket) {
         if self.stop.is_stopped() {
             return;
         }
@@ -236,7 +245,7 @@ impl UringWorker {
             log::warn!("cannot adopt a connection: connection ids exhausted");
             return;
         }
-        match UringConn::new(id, stream, &self.env) {
+        match UringConn::new(id, stream, &self.env, ticket) {
             // Its first receive is queued at the end of this iteration.
             Ok(c) => {
                 self.conns.insert(id, c);
@@ -245,14 +254,23 @@ impl UringWorker {
         }
     }
 
-    /// Tear down finished connections; drop those whose requests have all completed.
+    /// Tear down finished connections; drop those whose requests have all completed; publish
+    /// what the others hold.
     fn reap(&mut self) {
         for c in self.conns.values_mut() {
             if c.is_done() {
                 c.teardown(&mut self.ring);
             }
         }
-        self.conns.retain(|_, c| !c.is_gone());
+        let mut gauges = ConnGauges::default();
+        self.conns.retain(|_, c| {
+            let keep = !c.is_gone();
+            if keep {
+                gauges.add(&c.core.gauges());
+            }
+            keep
+        });
+        self.stats.set_gauges(&gauges);
     }
 
     /// Stop: fail what is in flight, send what can be sent without waiting, cancel every

@@ -18,7 +18,8 @@ use crate::clock::now_ms;
 use crate::conn::LoopEnv;
 use crate::epoll_conn::EpollConn;
 use crate::eventfd::EventFd;
-use crate::stats::{Counter, LoopStats};
+use crate::limits::LoginTicket;
+use crate::stats::{ConnGauges, Counter, LoopStats};
 use crate::StopHandle;
 
 const WAKER: Token = Token(usize::MAX);
@@ -27,10 +28,16 @@ pub(crate) const SHUTDOWN_IO_WAIT: Duration = Duration::from_secs(10);
 
 /// Messages an event loop receives from other threads.
 pub enum Msg {
-    /// A freshly accepted connection to adopt.
-    NewConn(TcpStream),
+    /// A freshly accepted connection to adopt, counted against the login limits until its
+    /// login completes.
+    NewConn(TcpStream, LoginTicket),
     /// Close this connection (its session was reinstated elsewhere).
     Kill(u64),
+    /// The session this connection reinstates is gone: it may start.
+    Released(u64),
+    /// A command that ran in the background (SANITIZE) finished: hand its response to its
+    /// connection, if that is still there.
+    Finished(Finished),
     /// The server is stopping.
     Stop,
 }
@@ -95,20 +102,29 @@ impl LoopSetup {
 /// anyway), nor when the initiator still has a backlog of replies to read (its ExpStatSN lags
 /// the StatSN sent): then the initiator, not the target, is the bottleneck, its next command
 /// comes when it has worked through that backlog, and spinning would only burn CPU the rest of
-/// the machine could use.
+/// the machine could use. A deep queue shows itself only now and then (a busy initiator also
+/// has moments where it has read everything), so one sign of depth turns spinning off for the
+/// next [`SPIN_COOLOFF`] iterations with socket activity: a queue-depth-1 initiator never
+/// shows it and keeps the spin.
 pub(crate) struct Spin {
     /// How long to keep polling without sleeping after socket activity (0: never).
     window: Duration,
     /// Poll without sleeping until then: a request arriving meanwhile is picked up without the
     /// thread being woken, which is most of the round trip at queue depth 1.
     until: Option<Instant>,
+    /// Iterations with socket activity left before spinning may resume.
+    cooloff: u32,
 }
+
+/// Iterations with socket activity that a sign of a deep queue disables spinning for.
+pub(crate) const SPIN_COOLOFF: u32 = 256;
 
 impl Spin {
     pub fn new(window: Duration) -> Spin {
         Spin {
             window,
             until: None,
+            cooloff: 0,
         }
     }
 
@@ -125,11 +141,12 @@ impl Spin {
         if self.window.is_zero() || !socket_activity {
             return;
         }
-        self.until = if batch <= MAX_SPIN_BATCH && min_unread <= MAX_SPIN_UNREAD {
-            Some(Instant::now() + self.window)
+        if batch > MAX_SPIN_BATCH || min_unread > MAX_SPIN_UNREAD {
+            self.cooloff = SPIN_COOLOFF;
         } else {
-            None
-        };
+            self.cooloff = self.cooloff.saturating_sub(1);
+        }
+        self.until = (self.cooloff == 0).then(|| Instant::now() + self.window);
     }
 }
 
@@ -227,6 +244,9 @@ impl Worker {
                 let id = ev.token().0 as u64;
                 if let Some(c) = self.conns.get_mut(&id) {
                     socket_activity |= ev.is_readable();
+                    if ev.is_read_closed() {
+                        c.peer_closed();
+                    }
                     c.on_ready(ev.is_readable() || ev.is_read_closed(), ev.is_writable());
                     if ev.is_readable() {
                         min_unread = min_unread.min(c.core.unread_statuses());
@@ -270,6 +290,10 @@ impl Worker {
                 // The connection may be gone: its result is dropped.
                 if let Some(c) = self.conns.get_mut(&f.conn) {
                     c.core.finish_io(f.task, f.response);
+                    if c.core.is_read_paused() {
+                        // Input may have paused on command data at the store.
+                        c.on_ready(false, false);
+                    }
                 }
             }
         }
@@ -297,23 +321,30 @@ impl Worker {
     fn drain_messages(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                Msg::NewConn(stream) => self.adopt(stream),
+                Msg::NewConn(stream, ticket) => self.adopt(stream, ticket),
+                Msg::Released(id) => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.core.released();
+                        c.on_ready(true, false);
+                    }
+                }
                 Msg::Kill(id) => {
                     if let Some(c) = self.conns.get_mut(&id) {
                         c.kill();
                     }
                 }
+                Msg::Finished(f) => self.finished.push(f),
                 Msg::Stop => {}
             }
         }
     }
 
-    fn adopt(&mut self, stream: TcpStream) {
+    fn adopt(&mut self, stream: TcpStream, ticket: LoginTicket) {
         if self.stop.is_stopped() {
             return;
         }
         let id = self.env.registry.alloc_conn_id();
-        match EpollConn::new(id, stream, self.poll.registry(), &self.env) {
+        match EpollConn::new(id, stream, self.poll.registry(), &self.env, ticket) {
             Ok(c) => {
                 self.conns.insert(id, c);
             }
@@ -321,16 +352,20 @@ impl Worker {
         }
     }
 
+    /// Close finished connections; publish what the others hold.
     fn reap(&mut self) {
         let registry = self.poll.registry();
+        let mut gauges = ConnGauges::default();
         self.conns.retain(|_, c| {
             if c.core.is_done() {
                 c.close(registry);
                 false
             } else {
+                gauges.add(&c.core.gauges());
                 true
             }
         });
+        self.stats.set_gauges(&gauges);
     }
 
     /// Stop: fail what is in flight, send what can be sent without waiting, close everything.
@@ -341,5 +376,46 @@ impl Worker {
             c.close(registry);
         }
         self.aio.shutdown(&mut MioWatch(registry), SHUTDOWN_IO_WAIT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_stays_on_for_a_request_response_initiator() {
+        let mut spin = Spin::new(Duration::from_secs(60));
+        for _ in 0..1000 {
+            spin.update(true, 1, 1);
+            assert!(spin.active());
+        }
+    }
+
+    #[test]
+    fn one_sign_of_a_deep_queue_stops_spinning_for_the_cooloff() {
+        let mut spin = Spin::new(Duration::from_secs(60));
+        spin.update(true, 1, 1);
+        assert!(spin.active());
+        spin.update(true, 1, 20);
+        assert!(!spin.active());
+        for _ in 1..SPIN_COOLOFF {
+            spin.update(true, 1, 1);
+            assert!(!spin.active());
+        }
+        // Iterations without socket activity do not count.
+        spin.update(false, 0, u32::MAX);
+        assert!(!spin.active());
+        spin.update(true, 1, 1);
+        assert!(spin.active());
+        spin.update(true, 5, 0);
+        assert!(!spin.active());
+    }
+
+    #[test]
+    fn a_zero_window_never_spins() {
+        let mut spin = Spin::new(Duration::ZERO);
+        spin.update(true, 1, 0);
+        assert!(!spin.active());
     }
 }

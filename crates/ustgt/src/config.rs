@@ -12,7 +12,7 @@
 //!
 //! [[target.lun]]
 //! id = 0                     # optional: the lowest number not used by another LUN
-//! store = "ram"              # "ram", "file", "aio" or "null"
+//! store = "ram"              # "ram", "file", "aio", "null" or "tcmu" (config/tcmu.rs)
 //! size = "1G"                # ram without path, null: required; others: creates or grows
 //! path = "/srv/disk1.img"    # file, aio: required; ram: persistent RAM over this file
 //! lock = false               # ram with a path: mlock the mapping
@@ -37,7 +37,23 @@
 //! poison = true
 //! ```
 //!
+//! Access control and CHAP (`config/access.rs`, README.md "Authentication and access
+//! control"): `[server] discovery-chap`, `discovery-mutual-chap`; per target `chap`,
+//! `mutual-chap` and `[[target.acl]]` entries with `initiator`, `chap`, `mutual-chap`, `luns`.
+//!
+//! Limits (`config/limits.rs`, README.md "Limits"): a `[limits]` table with `max-sessions`,
+//! `max-logins-per-portal`, `max-logins-per-host`, `login-timeout-ms`, `data-out-timeout-ms`,
+//! `nop-interval-ms`, `nop-timeout-ms` and `write-budget`.
+//!
 //! Every error names the file and line: `config.toml:12: target "iqn..." lun 0: ...`.
+
+// An explicit path, so that the fuzz crate, which includes this file by path, finds it too.
+#[path = "config/access.rs"]
+mod access;
+#[path = "config/limits.rs"]
+pub mod limits;
+#[path = "config/tcmu.rs"]
+pub mod tcmu;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -71,6 +87,10 @@ pub struct ServerConfig {
     /// Directory of the persistent reservation state files, when given (relative to the
     /// configuration file's directory).
     pub state_dir: Option<PathBuf>,
+    /// Discovery CHAP and start-up warnings about secrets.
+    pub auth: crate::auth::AuthConfig,
+    /// The `[limits]` table.
+    pub limits: limits::LimitSettings,
 }
 
 /// One target and its LUNs.
@@ -80,6 +100,8 @@ pub struct TargetSpec {
     pub alias: Option<String>,
     /// LUNs sorted by number.
     pub luns: Vec<(u64, LunSpec)>,
+    /// Who may log in, with which CHAP credentials, seeing which LUNs.
+    pub access: crate::auth::TargetAccess,
 }
 
 /// The default portal when none is configured.
@@ -91,6 +113,7 @@ pub fn default_listen() -> SocketAddr {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: Option<RawServer>,
+    limits: Option<limits::RawLimits>,
     #[serde(default)]
     target: Vec<Spanned<RawTarget>>,
 }
@@ -102,6 +125,9 @@ struct RawServer {
     listen: Option<Spanned<Vec<Spanned<String>>>>,
     log: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
+    discovery_chap: Option<Spanned<toml::Value>>,
+    discovery_mutual_chap: Option<Spanned<toml::Value>>,
+    handler_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +137,11 @@ struct RawTarget {
     alias: Option<Spanned<String>>,
     #[serde(default)]
     lun: Vec<Spanned<RawLun>>,
+    chap: Option<Spanned<toml::Value>>,
+    #[serde(rename = "mutual-chap")]
+    mutual_chap: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    acl: Vec<Spanned<access::RawAcl>>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +164,8 @@ struct RawLun {
     lock: Option<Spanned<bool>>,
     queue_depth: Option<Spanned<i64>>,
     inject: Option<Spanned<BTreeMap<String, Spanned<RawInject>>>>,
+    handler: Option<Spanned<String>>,
+    config: Option<Spanned<String>>,
 }
 
 /// A value of the `[target.lun.inject]` table.
@@ -204,11 +237,16 @@ impl Locator<'_> {
 /// Reads and parses a configuration file; errors name the file and line.
 pub fn load(path: &Path) -> Result<ServerConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut cfg = parse(&text, &path.display().to_string())?;
     let base = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let mut cfg = parse_in(&text, &path.display().to_string(), &base)?;
+    if cfg.auth.secrets_inline {
+        if let Some(w) = crate::auth::exposure_warning(path, "configuration file") {
+            cfg.auth.warnings.push(w);
+        }
+    }
     let dir = match &cfg.state_dir {
         Some(d) => base.join(d),
         None => base,
@@ -230,8 +268,16 @@ pub fn assign_state_files(cfg: &mut ServerConfig, dir: &Path) -> Result<(), Stri
     Ok(())
 }
 
-/// Parses configuration text; `name` (usually the file name) prefixes every error.
+/// Parses configuration text; `name` (usually the file name) prefixes every error. Relative
+/// secret files are relative to the current directory. (The server uses [`load`]; the tests
+/// and the fuzz crate use this.)
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn parse(text: &str, name: &str) -> Result<ServerConfig, String> {
+    parse_in(text, name, Path::new(""))
+}
+
+/// [`parse`], with relative secret files relative to `base`.
+fn parse_in(text: &str, name: &str, base: &Path) -> Result<ServerConfig, String> {
     let loc = Locator { text, name };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| loc.line(s.start));
@@ -269,11 +315,16 @@ pub fn parse(text: &str, name: &str) -> Result<ServerConfig, String> {
         }
         targets.push(target);
     }
+    tcmu::assign_handler_dir(&mut targets, raw.server.as_ref(), &loc, base)?;
+    let auth = access::build(raw.server.as_ref(), &raw.target, &mut targets, &loc, base)?;
+    let limit_settings = limits::build(raw.limits.as_ref(), &loc)?;
     Ok(ServerConfig {
         listen,
         targets,
         log,
         state_dir,
+        auth,
+        limits: limit_settings,
     })
 }
 
@@ -334,7 +385,12 @@ fn build_target(raw: &RawTarget, loc: &Locator) -> Result<TargetSpec, String> {
         luns.push((id, build_lun(lun, &ctx, loc)?));
     }
     luns.sort_by_key(|&(id, _)| id);
-    Ok(TargetSpec { iqn, alias, luns })
+    Ok(TargetSpec {
+        iqn,
+        alias,
+        luns,
+        access: Default::default(),
+    })
 }
 
 /// Validates explicit LUN ids and gives the others the lowest numbers still free.
@@ -541,10 +597,13 @@ fn build_store(
                 size: needs_size("null")?,
             }
         }
+        "tcmu" => tcmu::build_store(raw, size, queue_depth(raw, ctx, loc)?, ctx, loc)?,
         other => {
             return Err(loc.at(
                 &raw.store,
-                format!("{ctx}: unknown store kind \"{other}\" (expected ram, file, aio or null)"),
+                format!(
+                    "{ctx}: unknown store kind \"{other}\" (expected ram, file, aio, null or tcmu)"
+                ),
             ))
         }
     };
@@ -557,9 +616,10 @@ fn build_store(
     if kind != "file" {
         refuse(&raw.mmap, "mmap", kind, ctx, loc)?;
     }
-    if kind != "aio" {
+    if !matches!(kind, "aio" | "tcmu") {
         refuse(&raw.queue_depth, "queue-depth", kind, ctx, loc)?;
     }
+    tcmu::refuse_keys(raw, kind, ctx, loc)?;
     Ok(store)
 }
 
@@ -868,7 +928,7 @@ iqn = "eui.02004567A425678D"
         let e = err(&with_lun("id = 0\nstore = \"rm\"\nsize = \"1G\""));
         assert_eq!(
             e,
-            "c.toml:5: target \"iqn.2026-11.io.ustgt:t\" lun 0: unknown store kind \"rm\" (expected ram, file, aio or null)"
+            "c.toml:5: target \"iqn.2026-11.io.ustgt:t\" lun 0: unknown store kind \"rm\" (expected ram, file, aio, null or tcmu)"
         );
     }
 

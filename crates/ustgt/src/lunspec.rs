@@ -6,6 +6,7 @@
 //! file:PATH[,size=SIZE][,direct][,mmap=off][,OPT...]   regular file or block device
 //! aio:PATH[,size=SIZE][,direct][,queue-depth=N][,OPT...]   io_uring (file or device)
 //! null:SIZE[,OPT...]                              discards writes, reads zeroes
+//! tcmu:SUBTYPE/CONFIG[,size=SIZE][,queue-depth=N][,OPT...]   a tcmu-runner handler plugin
 //! OPT := block-size=512|4096 | physical-block-size=N | readonly[=on|off] | wce=on|off
 //!        | removable[=on|off] | sanitize[=on|off] | thin[=on|off] | serial=STR | inject-...
 //! ```
@@ -23,6 +24,11 @@
 //! anonymous memory, `ram:./1G` and `ram:/srv/ram.img` are files, `ram:disk.img` is a file).
 //! The `inject-*` options (any kind) wrap the store in the fault-injection store; see
 //! `store_inject` for their grammar.
+//!
+//! `tcmu:` serves an unmodified tcmu-runner handler (`handler_SUBTYPE.so` from `--handler-dir`)
+//! with the configuration string `SUBTYPE/CONFIG` exactly as tcmu-runner passes it, e.g.
+//! `tcmu:qcow//var/lib/images/vm.qcow2` (an absolute path after `qcow/`). The size comes from
+//! the image where the handler needs it told (qcow); `size=` gives it otherwise.
 //!
 //! Parts are separated by commas, so a path cannot contain one. New store kinds add a variant to
 //! [`StoreSpec`] and an arm to [`parse_store`]; new options add an arm to
@@ -64,6 +70,15 @@ pub enum StoreSpec {
     },
     /// Discards writes and reads zeroes; `size` bytes.
     Null { size: u64 },
+    /// A tcmu-runner handler plugin: `cfgstring` is `SUBTYPE/CONFIG`; `size` overrides the
+    /// image's; `handler_dir` is where the plugins are (the server's `--handler-dir` or
+    /// `handler-dir`, else [`DEFAULT_HANDLER_DIR`]); `queue_depth` per event loop.
+    Tcmu {
+        cfgstring: String,
+        size: Option<u64>,
+        handler_dir: Option<PathBuf>,
+        queue_depth: Option<u32>,
+    },
 }
 
 impl StoreSpec {
@@ -73,13 +88,42 @@ impl StoreSpec {
             StoreSpec::Ram { size } | StoreSpec::Null { size } => Some(*size),
             StoreSpec::RamFile { size, .. }
             | StoreSpec::File { size, .. }
-            | StoreSpec::Aio { size, .. } => *size,
+            | StoreSpec::Aio { size, .. }
+            | StoreSpec::Tcmu { size, .. } => *size,
         }
     }
 }
 
 /// Largest accepted aio queue depth.
 pub const MAX_QUEUE_DEPTH: u32 = 32768;
+
+/// Where tcmu-runner handler plugins are unless `--handler-dir` or `handler-dir` says
+/// otherwise (Debian's `tcmu-runner` package).
+pub const DEFAULT_HANDLER_DIR: &str = "/usr/lib/x86_64-linux-gnu/tcmu-runner";
+
+/// Checks a tcmu configuration string: `SUBTYPE/CONFIG` with a subtype of letters, digits,
+/// `_` or `-`.
+pub fn check_tcmu_cfgstring(text: &str) -> Result<String, String> {
+    let Some((sub, cfg)) = text.split_once('/') else {
+        return Err(format!(
+            "invalid handler configuration \"{text}\" (expected SUBTYPE/CONFIG, e.g. \
+             tcmu:qcow//var/lib/images/vm.qcow2)"
+        ));
+    };
+    let sub_ok = !sub.is_empty()
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !sub_ok {
+        return Err(format!("invalid handler subtype \"{sub}\" in \"{text}\""));
+    }
+    if cfg.is_empty() {
+        return Err(format!(
+            "the {sub} handler needs a configuration after \"{sub}/\" (e.g. a path)"
+        ));
+    }
+    Ok(text.to_string())
+}
 
 /// Everything needed to build one LUN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,9 +453,15 @@ fn parse_store<'a>(
             direct: take_switch(options, "direct")?,
             queue_depth: take_value(options, "queue-depth", parse_queue_depth)?,
         },
+        "tcmu" => StoreSpec::Tcmu {
+            cfgstring: check_tcmu_cfgstring(arg)?,
+            size: size_opt,
+            handler_dir: None,
+            queue_depth: take_value(options, "queue-depth", parse_queue_depth)?,
+        },
         other => {
             return Err(format!(
-                "unknown store kind \"{other}\" (expected ram, file, aio or null)"
+                "unknown store kind \"{other}\" (expected ram, file, aio, null or tcmu)"
             ))
         }
     };
@@ -530,9 +580,8 @@ mod tests {
 
     #[test]
     fn kind_errors() {
-        assert!(
-            err("rm:1G").contains("unknown store kind \"rm\" (expected ram, file, aio or null)")
-        );
+        assert!(err("rm:1G")
+            .contains("unknown store kind \"rm\" (expected ram, file, aio, null or tcmu)"));
         assert!(err("1G").contains("expected KIND:ARG"));
         assert!(err("").contains("expected KIND:ARG"));
         assert!(err("ram:").contains("ram: a size is required"));
@@ -757,5 +806,35 @@ mod tests {
     fn from_str_works() {
         let s: LunSpec = "ram:1M".parse().expect("parse");
         assert_eq!(s.store, StoreSpec::Ram { size: 1 << 20 });
+    }
+
+    #[test]
+    fn tcmu_store() {
+        assert_eq!(
+            ok("tcmu:qcow//var/lib/images/vm.qcow2").store,
+            StoreSpec::Tcmu {
+                cfgstring: "qcow//var/lib/images/vm.qcow2".into(),
+                size: None,
+                handler_dir: None,
+                queue_depth: None
+            }
+        );
+        let s = ok("tcmu:rbd/pool/image;osd_op_timeout=30,size=1G,queue-depth=64,readonly");
+        assert_eq!(
+            s.store,
+            StoreSpec::Tcmu {
+                cfgstring: "rbd/pool/image;osd_op_timeout=30".into(),
+                size: Some(1 << 30),
+                handler_dir: None,
+                queue_depth: Some(64)
+            }
+        );
+        assert!(s.read_only);
+        assert!(err("tcmu:qcow").contains("expected SUBTYPE/CONFIG"));
+        assert!(err("tcmu:").contains("expected SUBTYPE/CONFIG"));
+        assert!(err("tcmu:qcow/").contains("the qcow handler needs a configuration"));
+        assert!(err("tcmu:../x/y").contains("invalid handler subtype \"..\""));
+        assert!(err("tcmu:qcow//a,direct").contains("\"direct\" does not apply to tcmu stores"));
+        assert!(err("tcmu:qcow//a,size=1000").contains("not a multiple"));
     }
 }

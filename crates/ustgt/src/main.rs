@@ -4,7 +4,10 @@
 //! 127.0.0.1:3260); the quick form takes portals, an IQN and LUN specs on the command line;
 //! `--config FILE` reads a TOML description of portals, targets and LUNs.
 
+mod acl;
+mod auth;
 mod config;
+mod limits;
 mod lunspec;
 mod size;
 mod stores;
@@ -15,10 +18,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use scsi_core::{Device, DeviceConfig, LunTable};
+use scsi_core::{DeviceConfig, LunTable};
 use ustgt_target::{
-    Coalesce, CoalesceMode, ExportedTarget, Limits, NetEngine, Server, Setup, StatsHandle,
-    StopHandle,
+    Coalesce, CoalesceMode, ExportedTarget, NetEngine, Server, Setup, StatsHandle, StopHandle,
 };
 
 use crate::config::{ServerConfig, TargetSpec};
@@ -87,9 +89,43 @@ struct ServeArgs {
     /// quick form supports APTPL only with it.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Directory of the tcmu-runner handler plugins (handler_qcow.so, ...) that tcmu: LUNs
+    /// load (default: /usr/lib/x86_64-linux-gnu/tcmu-runner, Debian's tcmu-runner package);
+    /// with --config it replaces the file's handler-dir.
+    #[arg(long, value_name = "DIR")]
+    handler_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
+    /// Quick form: initiators must log in with CHAP as one of these users (repeatable).
+    /// USER:@FILE reads the secret from FILE (one trailing newline removed), which keeps it out
+    /// of `ps`; at least 12 bytes are recommended.
+    #[arg(long = "chap", value_name = "USER:SECRET", conflicts_with = "config")]
+    chap: Vec<String>,
+    /// Quick form: the target's own credential for mutual CHAP, answered to initiators that ask
+    /// the target to authenticate (normal sessions with --chap, discovery with
+    /// --discovery-chap). USER:@FILE reads the secret from FILE.
+    #[arg(
+        long = "mutual-chap",
+        value_name = "USER:SECRET",
+        conflicts_with = "config"
+    )]
+    mutual_chap: Option<String>,
+    /// Quick form: discovery sessions must log in with CHAP as one of these users
+    /// (repeatable). USER:@FILE reads the secret from FILE.
+    #[arg(
+        long = "discovery-chap",
+        value_name = "USER:SECRET",
+        conflicts_with = "config"
+    )]
+    discovery_chap: Vec<String>,
+    /// Quick form: only these initiators may log in (repeatable); others get login status
+    /// 0x0202 (authorization failure), and SendTargets does not show them the target.
+    #[arg(long = "allow", value_name = "IQN", conflicts_with = "config")]
+    allow: Vec<String>,
     /// LUNs of the quick form, numbered 0, 1, 2...: ram:SIZE, ram:PATH[,size=SIZE][,lock],
-    /// file:PATH[,size=SIZE][,direct], aio:PATH[,size=SIZE][,direct][,queue-depth=N] or
-    /// null:SIZE, each followed by [,OPT...]; OPT: block-size=512|4096, readonly, wce=on|off,
+    /// file:PATH[,size=SIZE][,direct], aio:PATH[,size=SIZE][,direct][,queue-depth=N],
+    /// null:SIZE or tcmu:SUBTYPE/CONFIG[,size=SIZE] (a tcmu-runner handler, e.g.
+    /// tcmu:qcow//srv/vm.qcow2), each followed by [,OPT...]; OPT: block-size=512|4096, readonly, wce=on|off,
     /// thin=on|off, serial=S, inject-... (see README.md).
     #[arg(value_name = "LUNSPEC")]
     luns: Vec<String>,
@@ -139,13 +175,21 @@ fn quick_config(args: &ServeArgs) -> Result<ServerConfig, String> {
         let spec = lunspec::parse_lun_spec(s).map_err(|e| format!("LUN {i} ({s}): {e}"))?;
         luns.push((i as u64, spec));
     }
+    let (auth, access) = auth::quick(&auth::QuickFlags {
+        chap: &args.chap,
+        mutual: args.mutual_chap.as_deref(),
+        discovery: &args.discovery_chap,
+        allow: &args.allow,
+    })?;
     Ok(ServerConfig {
         listen,
         targets: vec![TargetSpec {
             iqn,
             alias: None,
             luns,
+            access,
         }],
+        auth,
         ..Default::default()
     })
 }
@@ -154,15 +198,21 @@ fn parse_portal(s: &str) -> Result<SocketAddr, String> {
     config::parse_portal(s).map_err(|e| format!("--listen {s}: {e}"))
 }
 
-/// Open every store and build the SCSI device of each LUN; also says what each LUN is.
-fn build_target(t: &TargetSpec, described: &mut Vec<String>) -> Result<ExportedTarget, String> {
+/// Open every store and build the SCSI device of each LUN; also says what each LUN is. No LUN
+/// announces a MAXIMUM TRANSFER LENGTH above `max_transfer` bytes (the write budget).
+fn build_target(
+    t: &TargetSpec,
+    max_transfer: u32,
+    described: &mut Vec<String>,
+) -> Result<ExportedTarget, String> {
     let mut luns = Vec::with_capacity(t.luns.len());
     for (id, spec) in &t.luns {
-        let store = stores::open_store(spec).map_err(|e| format!("{} LUN {id}: {e}", t.iqn))?;
         let mut cfg = DeviceConfig::new(serial_for(&t.iqn, *id, spec));
         spec.apply_to(&mut cfg);
-        described.push(format!("{} LUN {id}: {}", t.iqn, store.describe()));
-        luns.push((*id, Arc::new(Device::new(store, cfg))));
+        cfg.max_transfer_bytes = cfg.max_transfer_bytes.min(max_transfer);
+        let dev = stores::open_device(spec, cfg).map_err(|e| format!("{} LUN {id}: {e}", t.iqn))?;
+        described.push(format!("{} LUN {id}: {}", t.iqn, dev.store().describe()));
+        luns.push((*id, Arc::new(dev)));
     }
     Ok(ExportedTarget {
         iqn: t.iqn.clone(),
@@ -193,13 +243,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(dir) = &args.state_dir {
         config::assign_state_files(&mut cfg, dir)?;
     }
+    if let Some(dir) = &args.handler_dir {
+        config::tcmu::set_handler_dir(&mut cfg.targets, dir);
+    }
     init_logging(cfg.log.as_deref().unwrap_or("info"));
+    for w in &cfg.auth.warnings {
+        log::warn!("{w}");
+    }
+    let limits = limits::effective(cfg.limits, &args.limits)?;
     let mut described = Vec::new();
     let targets = cfg
         .targets
         .iter()
-        .map(|t| build_target(t, &mut described))
+        .map(|t| build_target(t, limits.max_transfer_bytes(), &mut described))
         .collect::<Result<Vec<_>, _>>()?;
+    let views = acl::lun_views(&cfg.targets, &targets);
     let urls: Vec<(String, Vec<u64>)> = targets
         .iter()
         .map(|t| (t.iqn.clone(), t.luns.luns()))
@@ -207,10 +265,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let mut server = Server::bind(Setup {
         portals: cfg.listen.clone(),
         targets,
-        limits: Limits::default(),
+        limits: limits.proto.clone(),
         workers: args.workers,
     })
     .map_err(|e| e.to_string())?;
+    server.set_conn_limits(limits.conns);
+    log::info!("limits: {}", limits.describe());
     server.set_busy_poll(std::time::Duration::from_micros(args.busy_poll_us));
     server.set_net(match args.net.as_str() {
         "uring" => NetEngine::Uring,
@@ -226,6 +286,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_bytes: args.coalesce_bytes,
         max_iterations: args.coalesce_iterations,
     });
+    if let Some(access) = acl::Access::new(&cfg.auth, &cfg.targets) {
+        for line in acl::describe(&cfg.auth, &cfg.targets) {
+            log::info!("access: {line}");
+        }
+        server.set_access(Arc::new(access));
+    }
+    for (target, initiator, luns) in views {
+        server.set_initiator_luns(&target, &initiator, luns);
+    }
     for d in &described {
         log::info!("{d}");
     }

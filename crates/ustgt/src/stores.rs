@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backstore::BlockStore;
+use scsi_core::{CdbHandler, CdbOutcome, Device, DeviceConfig, Status};
 use store_file::{FileOptions, FileStore};
 use store_inject::InjectStore;
 use store_null::NullStore;
@@ -23,6 +24,77 @@ pub fn open_store(spec: &LunSpec) -> Result<Arc<dyn BlockStore>, String> {
         return Ok(store);
     }
     Ok(Arc::new(InjectStore::new(store, spec.inject.clone())))
+}
+
+/// Opens the store a LUN spec describes and builds the logical unit over it with `cfg`. A
+/// tcmu handler that emulates SCSI itself (`handle_cmd` only: zbc, fbo) becomes a
+/// passthrough logical unit ([`Device::passthrough`]) instead: the handler answers every
+/// command but REPORT LUNS and unit attentions, and gets `cfg.serial` as its WWN.
+pub fn open_device(spec: &LunSpec, cfg: DeviceConfig) -> Result<Device, String> {
+    if let StoreSpec::Tcmu {
+        cfgstring,
+        size,
+        handler_dir,
+        queue_depth,
+    } = &spec.store
+    {
+        let opts = tcmu_options(spec, cfgstring, *size, handler_dir.as_deref(), *queue_depth);
+        let scsi = store_tcmu::emulates_scsi(&opts.handler_dir, cfgstring)
+            .map_err(|e| format!("tcmu:{cfgstring}: {e}"))?;
+        if scsi {
+            return open_tcmu_scsi(spec, opts, cfg);
+        }
+    }
+    Ok(Device::new(open_store(spec)?, cfg))
+}
+
+/// Opens a handler that emulates SCSI itself as a passthrough logical unit.
+fn open_tcmu_scsi(
+    spec: &LunSpec,
+    mut opts: store_tcmu::TcmuOptions,
+    cfg: DeviceConfig,
+) -> Result<Device, String> {
+    let name = format!("tcmu:{}", opts.cfgstring);
+    if spec.read_only {
+        return Err(format!(
+            "{name}: readonly does not apply to a handler that emulates SCSI itself (the \
+             optical handler takes fbo/ro//PATH)"
+        ));
+    }
+    if !spec.inject.is_empty() {
+        return Err(format!(
+            "{name}: inject- options do not apply to a handler that emulates SCSI itself"
+        ));
+    }
+    opts.serial = cfg.serial.clone();
+    let dev = store_tcmu::TcmuScsiDevice::open(&opts).map_err(|e| format!("{name}: {e}"))?;
+    Ok(Device::passthrough(Arc::new(TcmuCdb(dev)), cfg))
+}
+
+/// A tcmu handler that emulates SCSI, as the device model of a logical unit.
+struct TcmuCdb(store_tcmu::TcmuScsiDevice);
+
+impl CdbHandler for TcmuCdb {
+    fn describe(&self) -> String {
+        let (bs, blocks) = self.0.geometry();
+        format!(
+            "{} ({blocks} blocks of {bs}, SCSI emulated by the handler)",
+            self.0.describe()
+        )
+    }
+
+    fn execute(&self, cdb: &[u8], data_out: &[u8], data_in_len: u32) -> CdbOutcome {
+        let r = self.0.execute(cdb, data_out, data_in_len as usize);
+        CdbOutcome {
+            status: Status(r.status),
+            data_in: r.data_in,
+            sense: r.sense,
+        }
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// The persistent reservation state of one LUN in a small file (APTPL). Saving writes a
@@ -165,7 +237,52 @@ fn open_base(spec: &LunSpec) -> Result<Arc<dyn BlockStore>, String> {
                 .map_err(|e| format!("aio:{}: {e}{}", path.display(), missing_hint(&e, *size)))?;
             Ok(Arc::new(store))
         }
+        StoreSpec::Tcmu {
+            cfgstring,
+            size,
+            handler_dir,
+            queue_depth,
+        } => open_tcmu(spec, cfgstring, *size, handler_dir.as_deref(), *queue_depth),
     }
+}
+
+/// Opens a tcmu-runner handler store; the error names the LUN's configuration string and the
+/// handler's reason.
+fn open_tcmu(
+    spec: &LunSpec,
+    cfgstring: &str,
+    size: Option<u64>,
+    handler_dir: Option<&Path>,
+    queue_depth: Option<u32>,
+) -> Result<Arc<dyn BlockStore>, String> {
+    let opts = tcmu_options(spec, cfgstring, size, handler_dir, queue_depth);
+    let store = store_tcmu::TcmuStore::open(&opts).map_err(|e| format!("tcmu:{cfgstring}: {e}"))?;
+    Ok(Arc::new(store))
+}
+
+/// The options of a tcmu LUN.
+fn tcmu_options(
+    spec: &LunSpec,
+    cfgstring: &str,
+    size: Option<u64>,
+    handler_dir: Option<&Path>,
+    queue_depth: Option<u32>,
+) -> store_tcmu::TcmuOptions {
+    let mut opts = store_tcmu::TcmuOptions::new(cfgstring);
+    opts.handler_dir = handler_dir.map_or_else(
+        || PathBuf::from(crate::lunspec::DEFAULT_HANDLER_DIR),
+        Path::to_path_buf,
+    );
+    opts.size = size;
+    opts.block_size = spec.block_size;
+    opts.read_only = spec.read_only;
+    if let Some(serial) = &spec.serial {
+        opts.serial = serial.clone();
+    }
+    if let Some(depth) = queue_depth {
+        opts.queue_depth = depth;
+    }
+    opts
 }
 
 fn open_ram_file(
@@ -348,6 +465,21 @@ mod tests {
         assert!(err.starts_with("aio:/nonexistent/dir/x.img: "), "{err}");
         assert!(err.contains("give size="), "{err}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn tcmu_errors_name_the_configuration() {
+        let err = open("tcmu:qcow//nonexistent/x.qcow2").err().expect("error");
+        assert!(err.starts_with("tcmu:qcow//nonexistent/x.qcow2: "), "{err}");
+        let mut spec = parse_lun_spec("tcmu:qcow//x.qcow2").expect("spec");
+        if let StoreSpec::Tcmu { handler_dir, .. } = &mut spec.store {
+            *handler_dir = Some("/nonexistent-handlers".into());
+        }
+        let err = open_store(&spec).err().expect("error");
+        assert!(
+            err.contains("no handler for \"qcow\" in /nonexistent-handlers"),
+            "{err}"
+        );
     }
 
     #[test]

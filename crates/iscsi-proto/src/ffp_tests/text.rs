@@ -280,3 +280,63 @@ fn send_targets_lists_only_targets_the_initiator_may_use() {
         "a denied target is not revealed by name either"
     );
 }
+
+#[test]
+fn discovery_allows_only_text_and_logout() {
+    for pdu in [
+        nop_out(1, 0xffff_ffff, FIRST_CMD_SN, true, vec![]),
+        data_out(1, 0xffff_ffff, 0, 0, true, vec![0; 4]),
+        Pdu::new(
+            iscsi_wire::LogoutRequest {
+                immediate: true,
+                reason: 1,
+                itt: 1,
+                cmd_sn: FIRST_CMD_SN,
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ] {
+        let mut c = discovery(catalog(), "8192");
+        c.handle_pdu(pdu, 10);
+        let outs = drain(&mut c);
+        let Bhs::Reject(r) = &sent(&outs)[0].bhs else {
+            panic!("{outs:?}")
+        };
+        assert_eq!(r.reason, 0x04);
+        assert_eq!(outs.last(), Some(&crate::Output::Close));
+    }
+}
+
+#[test]
+fn itt_change_inside_a_text_sequence_is_a_protocol_error() {
+    let mut c = discovery(catalog(), "8192");
+    let req = kv(&[("SendTargets", "All")]);
+    let (a, b) = req.split_at(5);
+    c.handle_pdu(text_req(3, 0xffff_ffff, FIRST_CMD_SN, true, a.to_vec()), 10);
+    let (r, _) = text_resp(&mut c);
+    c.handle_pdu(text_req(4, r.ttt, FIRST_CMD_SN + 1, false, b.to_vec()), 10);
+    let outs = drain(&mut c);
+    let Bhs::Reject(rj) = &sent(&outs)[0].bhs else {
+        panic!("{outs:?}")
+    };
+    assert_eq!(rj.reason, 0x04);
+    // A fresh exchange still works.
+    c.handle_pdu(text_req(5, 0xffff_ffff, FIRST_CMD_SN + 2, false, req), 10);
+    let (r, data) = text_resp(&mut c);
+    assert!(r.final_);
+    assert_eq!(key(&keys(&data), "TargetName"), Some(TARGET));
+}
+
+#[test]
+fn text_without_its_final_nul_is_rejected() {
+    let mut c = discovery(catalog(), "8192");
+    let data = b"SendTargets=All".to_vec();
+    c.handle_pdu(text_req(3, 0xffff_ffff, FIRST_CMD_SN, false, data), 10);
+    let outs = drain(&mut c);
+    let Bhs::Reject(rj) = &sent(&outs)[0].bhs else {
+        panic!("{outs:?}")
+    };
+    assert_eq!(rj.reason, 0x04);
+    assert!(!c.is_closed());
+}

@@ -85,6 +85,7 @@ fn abort_executing_task_waits_and_suppresses_its_response() {
     let mut c = logged_in();
     c.handle_pdu(read_cmd(1, FIRST_CMD_SN, 512), 10);
     let t = executed(&drain(&mut c)).remove(0);
+    assert!(!c.task_aborted(t.id));
     c.handle_pdu(
         tmf(50, f::ABORT_TASK, 0, 1, FIRST_CMD_SN + 1, FIRST_CMD_SN),
         11,
@@ -93,6 +94,7 @@ fn abort_executing_task_waits_and_suppresses_its_response() {
         drain(&mut c).is_empty(),
         "response waits for the running task"
     );
+    assert!(c.task_aborted(t.id), "the transport can see the abort");
     c.complete(
         t.id,
         ScsiResult {
@@ -231,12 +233,47 @@ fn unsupported_functions() {
     for (func, want) in [
         (f::CLEAR_ACA, r::NOT_SUPPORTED),
         (f::TASK_REASSIGN, r::REASSIGN_NOT_SUPPORTED),
-        (f::QUERY_TASK, r::NOT_SUPPORTED),
+        (f::QUERY_ASYNC_EVENT, r::NOT_SUPPORTED),
+        (f::I_T_NEXUS_RESET, r::NOT_SUPPORTED),
         (99, r::REJECTED),
     ] {
         c.handle_pdu(tmf(90, func, 0, 1, FIRST_CMD_SN, 0), 10);
         assert_eq!(tmf_resp(&drain(&mut c)).response, want, "function {func}");
     }
+}
+
+#[test]
+fn query_task_and_task_set() {
+    let mut c = r2t_session();
+    // Nothing in the task set yet.
+    c.handle_pdu(tmf(90, f::QUERY_TASK, 0, 1, FIRST_CMD_SN, 0), 10);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_COMPLETE);
+    c.handle_pdu(tmf(91, f::QUERY_TASK_SET, 0, 0, FIRST_CMD_SN, 0), 10);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_COMPLETE);
+    // A WRITE waiting for its Data-Out exists, on its LUN only.
+    c.handle_pdu(write_cmd(1, FIRST_CMD_SN, 4096, true, vec![]), 10);
+    drain(&mut c);
+    c.handle_pdu(tmf(92, f::QUERY_TASK, 0, 1, FIRST_CMD_SN + 1, 0), 11);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_SUCCEEDED);
+    c.handle_pdu(tmf(93, f::QUERY_TASK, 0, 2, FIRST_CMD_SN + 1, 0), 11);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_COMPLETE);
+    c.handle_pdu(tmf(94, f::QUERY_TASK_SET, 0, 0, FIRST_CMD_SN + 1, 0), 11);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_SUCCEEDED);
+    c.handle_pdu(tmf(95, f::QUERY_TASK_SET, 3, 0, FIRST_CMD_SN + 1, 0), 11);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_COMPLETE);
+    // A command held behind a CmdSN gap exists too.
+    c.handle_pdu(read_cmd(7, FIRST_CMD_SN + 2, 512), 12);
+    drain(&mut c);
+    c.handle_pdu(tmf(96, f::QUERY_TASK, 0, 7, FIRST_CMD_SN + 1, 0), 12);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_SUCCEEDED);
+    // Once aborted, a task no longer exists.
+    c.handle_pdu(
+        tmf(97, f::ABORT_TASK, 0, 1, FIRST_CMD_SN + 1, FIRST_CMD_SN),
+        13,
+    );
+    drain(&mut c);
+    c.handle_pdu(tmf(98, f::QUERY_TASK, 0, 1, FIRST_CMD_SN + 1, 0), 13);
+    assert_eq!(tmf_resp(&drain(&mut c)).response, r::FUNCTION_COMPLETE);
 }
 
 #[test]

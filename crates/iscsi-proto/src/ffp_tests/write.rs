@@ -292,15 +292,32 @@ fn data_out_errors() {
 }
 
 #[test]
-fn data_beyond_edtl_is_protocol_error() {
+fn data_beyond_edtl_is_protocol_error_and_closes() {
     let mut c = session(&[("InitialR2T", "Yes"), ("ImmediateData", "No")]);
     c.handle_pdu(write_cmd(1, FIRST_CMD_SN, 1024, true, vec![]), 10);
     let r = r2ts(&drain(&mut c)).remove(0);
     c.handle_pdu(data_out(1, r.ttt, 0, 0, true, bytes(0, 2048)), 11);
     let outs = drain(&mut c);
     assert_eq!(rejects(&outs)[0].0.reason, 0x04);
-    let (_, sense) = response(&outs).unwrap();
-    assert_eq!((sense[2 + 12], sense[2 + 13]), (0x0c, 0x0d));
+    assert!(response(&outs).is_none(), "{outs:?}");
+    assert!(executed(&outs).is_empty());
+    assert_eq!(outs.last(), Some(&Output::Close));
+}
+
+#[test]
+fn overlapping_or_skipping_offsets_close_the_connection() {
+    for offset in [0u32, 1024, 4096, u32::MAX - 100] {
+        let mut c = session(&[("InitialR2T", "Yes"), ("ImmediateData", "No")]);
+        c.handle_pdu(write_cmd(1, FIRST_CMD_SN, 8192, true, vec![]), 10);
+        let r = r2ts(&drain(&mut c)).remove(0);
+        c.handle_pdu(data_out(1, r.ttt, 0, 0, false, bytes(0, 512)), 11);
+        assert!(drain(&mut c).is_empty());
+        c.handle_pdu(data_out(1, r.ttt, 1, offset, false, bytes(0, 512)), 12);
+        let outs = drain(&mut c);
+        assert_eq!(rejects(&outs)[0].0.reason, 0x04, "offset {offset}");
+        assert_eq!(outs.last(), Some(&Output::Close), "offset {offset}");
+        assert!(executed(&outs).is_empty());
+    }
 }
 
 #[test]
@@ -351,4 +368,41 @@ fn duplicate_itt_rejected_task_in_progress() {
     drain(&mut c);
     c.handle_pdu(read_cmd(1, FIRST_CMD_SN + 1, 512), 11);
     assert_eq!(rejects(&drain(&mut c))[0].0.reason, 0x07);
+}
+
+#[test]
+fn completion_of_a_task_still_collecting_data_is_ignored() {
+    let mut c = session(&[("InitialR2T", "Yes"), ("ImmediateData", "No")]);
+    c.handle_pdu(write_cmd(1, FIRST_CMD_SN, 4096, true, vec![]), 10);
+    let r = r2ts(&drain(&mut c));
+    assert_eq!(r.len(), 1);
+    let id = crate::TaskId(0);
+    let early = ScsiResult {
+        status: 0,
+        sense: Vec::new(),
+        data_in: vec![1; 512],
+        data_out_wanted: 4096,
+    };
+    c.complete(id, early);
+    let outs = drain(&mut c);
+    assert!(outs.is_empty(), "no status before the data is in: {outs:?}");
+    // The task and its R2T survive: the data completes it as usual.
+    c.handle_pdu(data_out(1, r[0].ttt, 0, 0, true, bytes(0, 4096)), 11);
+    let t = executed(&drain(&mut c)).remove(0);
+    assert_eq!((t.id, t.data_out.len()), (id, 4096));
+    c.complete(
+        id,
+        ScsiResult {
+            status: 0,
+            sense: Vec::new(),
+            data_in: Vec::new(),
+            data_out_wanted: 4096,
+        },
+    );
+    let outs = drain(&mut c);
+    let (resp, _) = response(&outs).expect("status once executed");
+    assert_eq!((resp.itt, resp.status, resp.residual), (1, 0, 0));
+    // A second completion of the finished task is ignored too.
+    c.complete(id, ScsiResult::default());
+    assert!(drain(&mut c).is_empty());
 }

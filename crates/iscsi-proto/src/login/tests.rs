@@ -295,7 +295,7 @@ fn invalid_stage_transitions() {
         c.handle_pdu(login_pdu(csg, nsg, t, cont, first_keys()), 1);
         assert_eq!(
             status(&drain(&mut c)),
-            st::INVALID_DURING_LOGIN,
+            st::INITIATOR_ERROR,
             "{csg} {nsg} {t} {cont}"
         );
     }
@@ -308,7 +308,7 @@ fn stage_mismatch_and_changed_isid() {
     drain(&mut c);
     // Still in security stage: CSG 1 is invalid.
     c.handle_pdu(login_pdu(1, 3, true, false, Vec::new()), 2);
-    assert_eq!(status(&drain(&mut c)), st::INVALID_DURING_LOGIN);
+    assert_eq!(status(&drain(&mut c)), st::INITIATOR_ERROR);
 
     let mut c = Connection::new(cfg(), 0);
     c.handle_pdu(login_pdu(0, 0, false, false, first_keys()), 1);
@@ -318,7 +318,7 @@ fn stage_mismatch_and_changed_isid() {
         r.isid[5] = 9;
     }
     c.handle_pdu(p, 2);
-    assert_eq!(status(&drain(&mut c)), st::INVALID_DURING_LOGIN);
+    assert_eq!(status(&drain(&mut c)), st::INITIATOR_ERROR);
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn malformed_text_is_initiator_error() {
 }
 
 #[test]
-fn non_login_pdu_during_login_closes() {
+fn non_login_pdu_during_login_is_invalid_during_login_then_close() {
     let mut c = Connection::new(cfg(), 0);
     c.handle_pdu(
         Pdu::new(
@@ -371,7 +371,12 @@ fn non_login_pdu_during_login_closes() {
         ),
         1,
     );
-    assert_eq!(drain(&mut c), vec![Output::Close]);
+    let outs = drain(&mut c);
+    assert_eq!(outs.len(), 2, "{outs:?}");
+    let r = login_resp(&sent(&outs)[0]);
+    assert_eq!((r.status_class, r.status_detail, r.itt), (2, 0x0b, 1));
+    assert!(!r.transit && !r.cont);
+    assert_eq!(outs[1], Output::Close);
 }
 
 #[test]
@@ -587,5 +592,382 @@ mod chap_login {
         let data = kv(&[("InitiatorName", INITIATOR), ("TargetName", "iqn.nope")]);
         c.handle_pdu(login_pdu(0, 1, true, false, data), 1);
         assert_eq!(status(&drain(&mut c)), st::NOT_FOUND);
+    }
+}
+
+mod split_response {
+    use super::*;
+
+    /// Identity keys plus `n` keys the target does not understand.
+    fn many_unknown_keys(n: usize) -> Vec<u8> {
+        let mut data = first_keys();
+        for i in 0..n {
+            data.extend_from_slice(format!("Zk{i:04}=v\0").as_bytes());
+        }
+        data
+    }
+
+    /// Ask for the rest of a partial response with empty requests; returns every response.
+    fn collect(c: &mut Connection, csg: u8, first: Vec<Output>) -> Vec<Pdu> {
+        let mut got = sent(&first);
+        for _ in 0..64 {
+            let last = login_resp(got.last().expect("a response"));
+            if !last.cont {
+                return got;
+            }
+            c.handle_pdu(login_pdu(csg, 0, false, false, Vec::new()), 3);
+            got.extend(sent(&drain(c)));
+        }
+        panic!("the response never ended");
+    }
+
+    #[test]
+    fn long_response_is_split_with_the_c_bit() {
+        let mut c = Connection::new(cfg(), 0);
+        let req = many_unknown_keys(700);
+        assert!(req.len() <= 8192);
+        c.handle_pdu(login_pdu(0, 1, true, false, req), 1);
+        let first = drain(&mut c);
+        let parts = collect(&mut c, 0, first);
+        assert!(parts.len() >= 2, "{} parts", parts.len());
+        let (last, partial) = parts.split_last().expect("parts");
+        let mut text = Vec::new();
+        for (stat_sn, p) in (500..).zip(partial) {
+            let r = login_resp(p);
+            assert!(r.cont && !r.transit, "{r:?}");
+            assert_eq!((r.status_class, r.tsih, r.stat_sn), (0, 0, stat_sn));
+            assert_eq!(p.data.len(), 8192);
+            text.extend_from_slice(&p.data);
+        }
+        let r = login_resp(last);
+        assert!(!r.cont && r.transit && r.nsg == 1, "{r:?}");
+        assert!(last.data.len() <= 8192);
+        text.extend_from_slice(&last.data);
+        let k = keys(&text);
+        assert_eq!(key(&k, "AuthMethod"), Some("None"));
+        assert_eq!(key(&k, "Zk0699"), Some("NotUnderstood"));
+        // The login goes on in the operational stage.
+        c.handle_pdu(login_pdu(1, 3, true, false, Vec::new()), 4);
+        let outs = drain(&mut c);
+        assert!(login_resp(&sent(&outs)[0]).transit);
+        assert!(matches!(outs.last(), Some(Output::LoggedIn(_))), "{outs:?}");
+    }
+
+    #[test]
+    fn final_response_is_split_at_the_initiators_smaller_limit() {
+        let mut c = Connection::new(cfg(), 0);
+        c.handle_pdu(login_pdu(0, 1, true, false, first_keys()), 1);
+        drain(&mut c);
+        let mut op = kv(&[("MaxRecvDataSegmentLength", "512")]);
+        for i in 0..100 {
+            op.extend_from_slice(format!("Zk{i:04}=v\0").as_bytes());
+        }
+        c.handle_pdu(login_pdu(1, 3, true, false, op), 2);
+        let first = drain(&mut c);
+        assert!(
+            !first.iter().any(|o| matches!(o, Output::LoggedIn(_))),
+            "not logged in before the last part: {first:?}"
+        );
+        let parts = collect(&mut c, 1, first);
+        assert!(parts.len() >= 4, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.data.len() <= 512));
+        let r = login_resp(parts.last().expect("final"));
+        assert!(r.transit && r.nsg == 3 && r.tsih == 7, "{r:?}");
+        assert!(c.session_info().is_some(), "logged in after the last part");
+    }
+
+    #[test]
+    fn data_while_a_response_is_pending_is_initiator_error() {
+        let mut c = Connection::new(cfg(), 0);
+        c.handle_pdu(login_pdu(0, 1, true, false, many_unknown_keys(700)), 1);
+        let first = drain(&mut c);
+        assert!(login_resp(&sent(&first)[0]).cont);
+        c.handle_pdu(login_pdu(0, 1, true, false, kv(&[("Zz", "1")])), 2);
+        let outs = drain(&mut c);
+        assert_eq!(status(&outs), st::INITIATOR_ERROR);
+        assert_eq!(outs.last(), Some(&Output::Close));
+    }
+
+    #[test]
+    fn login_pdus_over_8192_bytes_are_refused_by_the_decoder() {
+        let c = Connection::new(cfg(), 0);
+        assert_eq!(c.decoder_config().max_data_segment, 8192);
+        let mut c = Connection::new(cfg(), 0);
+        let mut dec = iscsi_wire::Decoder::new(c.decoder_config());
+        let mut wire = Vec::new();
+        let big = login_pdu(0, 1, true, false, vec![b'a'; 8196]);
+        iscsi_wire::encode(&big, DigestConfig::default(), &mut wire);
+        let err = dec.decode(&wire).expect_err("too long");
+        c.handle_wire_error(err, 1);
+        let outs = drain(&mut c);
+        let Bhs::Reject(r) = &sent(&outs)[0].bhs else {
+            panic!("{outs:?}")
+        };
+        assert_eq!(r.reason, 0x04);
+        assert_eq!(outs.last(), Some(&Output::Close));
+    }
+
+    #[test]
+    fn ahs_on_a_login_request_is_initiator_error() {
+        let mut c = Connection::new(cfg(), 0);
+        let mut pdu = login_pdu(0, 1, true, false, first_keys());
+        pdu.ahs = vec![0, 1, 1, 0];
+        c.handle_pdu(pdu, 1);
+        let outs = drain(&mut c);
+        assert_eq!(status(&outs), st::INITIATOR_ERROR);
+        assert_eq!(outs.last(), Some(&Output::Close));
+    }
+}
+
+#[test]
+fn text_without_its_final_nul_is_initiator_error() {
+    let mut c = Connection::new(cfg(), 0);
+    let mut data = first_keys();
+    data.pop();
+    c.handle_pdu(login_pdu(0, 1, true, false, data), 1);
+    let outs = drain(&mut c);
+    assert_eq!(status(&outs), st::INITIATOR_ERROR);
+    assert_eq!(outs.last(), Some(&Output::Close));
+}
+
+#[test]
+fn undecodable_first_pdu_is_invalid_during_login_then_close() {
+    let mut c = Connection::new(cfg(), 0);
+    let mut raw = [0u8; 48];
+    raw[0] = 0x04; // Text Request with both F and C: no valid header
+    raw[1] = 0xc0;
+    raw[16..20].copy_from_slice(&7u32.to_be_bytes());
+    let header = iscsi_wire::RawBhs(raw);
+    c.handle_wire_error(
+        iscsi_wire::WireError::InvalidField {
+            header,
+            what: "F and C",
+        },
+        1,
+    );
+    let outs = drain(&mut c);
+    let r = login_resp(&sent(&outs)[0]);
+    assert_eq!((r.status_class, r.status_detail, r.itt), (2, 0x0b, 7));
+    assert_eq!(outs.last(), Some(&Output::Close));
+}
+
+/// Hostile CHAP answers through the whole login (docs/hostile-inputs.md rows C1-C7, C11):
+/// every one fails with 0x0201 and closes the connection.
+mod chap_hostile {
+    use super::*;
+    use crate::{
+        AccessPolicy, AuthPolicy, ChapAlgorithm, ChapAuthenticator, ChapCredential,
+        CHAP_RANDOM_BYTES,
+    };
+    use std::sync::Arc;
+
+    const SECRET: &str = "alice-secret-1";
+
+    /// CHAP with users "alice" and "0x616c" (a name that looks like hex), and a target
+    /// credential for mutual CHAP.
+    #[derive(Debug)]
+    struct Policy;
+
+    impl AccessPolicy for Policy {
+        fn decide(&self, _initiator: &str, _target: Option<&str>) -> AuthPolicy {
+            AuthPolicy::Chap {
+                users: vec![
+                    ChapCredential::new("alice", SECRET),
+                    ChapCredential::new("0x616c", "hex-looking-name"),
+                ],
+                mutual: Some(ChapCredential::new("tgt", "target-secret-2")),
+                algorithms: vec![],
+            }
+        }
+    }
+
+    fn hex(b: &[u8]) -> String {
+        let mut s = "0x".to_string();
+        for x in b {
+            s.push_str(&format!("{x:02x}"));
+        }
+        s
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (2..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// A connection that has offered CHAP_A=`algs`; returns it with the chosen algorithm,
+    /// CHAP_I and CHAP_C, or the failure status.
+    fn challenged(algs: &str) -> Result<(Connection, ChapAlgorithm, u8, Vec<u8>), u16> {
+        let auth = ChapAuthenticator::new(Arc::new(Policy), [7; CHAP_RANDOM_BYTES]);
+        let mut c = Connection::with_authenticator(cfg(), 0, Box::new(auth));
+        let first = kv(&[
+            ("InitiatorName", INITIATOR),
+            ("TargetName", TARGET),
+            ("AuthMethod", "CHAP"),
+        ]);
+        c.handle_pdu(login_pdu(0, 1, true, false, first), 1);
+        drain(&mut c);
+        c.handle_pdu(login_pdu(0, 1, true, false, kv(&[("CHAP_A", algs)])), 2);
+        let outs = drain(&mut c);
+        let s = status(&outs);
+        if s != 0 {
+            assert_eq!(outs.last(), Some(&Output::Close));
+            return Err(s);
+        }
+        let k = keys(&sent(&outs)[0].data);
+        let code: u8 = key(&k, "CHAP_A").expect("CHAP_A").parse().expect("code");
+        let alg = ChapAlgorithm::from_code(&code.to_string()).expect("known algorithm");
+        let id = key(&k, "CHAP_I").expect("CHAP_I").parse().expect("id");
+        Ok((c, alg, id, unhex(key(&k, "CHAP_C").expect("CHAP_C"))))
+    }
+
+    /// Send the answer keys; the login status (0 on success), checking that a failure closes.
+    fn answer(c: &mut Connection, pairs: &[(&str, &str)]) -> u16 {
+        c.handle_pdu(login_pdu(0, 1, true, false, kv(pairs)), 3);
+        let outs = drain(c);
+        let s = status(&outs);
+        if s != 0 {
+            assert_eq!(outs.last(), Some(&Output::Close), "a failure closes");
+        }
+        s
+    }
+
+    /// The correct CHAP_R as raw bytes.
+    fn right(alg: ChapAlgorithm, id: u8, ch: &[u8]) -> Vec<u8> {
+        alg.response(id, SECRET.as_bytes(), ch)
+    }
+
+    #[test]
+    fn c1_hex_chap_r_of_the_wrong_length_or_not_hex() {
+        let (mut c, alg, id, ch) = challenged("5").expect("challenge");
+        let good = hex(&right(alg, id, &ch));
+        let cases = [
+            format!("{good}00"),
+            good[..good.len() - 2].to_string(),
+            good[..good.len() - 1].to_string(),
+            format!("0x{}", "zz".repeat(16)),
+            format!("0x{}", "g".repeat(32)),
+        ];
+        for (i, r) in cases.iter().enumerate() {
+            if i > 0 {
+                c = challenged("5").expect("challenge").0;
+            }
+            let s = answer(&mut c, &[("CHAP_N", "alice"), ("CHAP_R", r)]);
+            assert_eq!(s, st::AUTH_FAILURE, "case {i}: {r}");
+        }
+        let (mut c, ..) = challenged("5").expect("challenge");
+        assert_eq!(answer(&mut c, &[("CHAP_N", "alice"), ("CHAP_R", &good)]), 0);
+    }
+
+    #[test]
+    fn c2_oversized_base64_chap_r() {
+        let (mut c, ..) = challenged("5").expect("challenge");
+        let r = format!("0b{}", "A".repeat(127));
+        assert_eq!(
+            answer(&mut c, &[("CHAP_N", "alice"), ("CHAP_R", &r)]),
+            st::AUTH_FAILURE
+        );
+    }
+
+    #[test]
+    fn c3_unsupported_or_missing_chap_a() {
+        for algs in ["56", "0", "5x", "", "1,2,3,4"] {
+            assert_eq!(
+                challenged(algs).err(),
+                Some(st::AUTH_FAILURE),
+                "CHAP_A={algs}"
+            );
+        }
+        // No CHAP_A at all: straight to CHAP_N and CHAP_R.
+        let auth = ChapAuthenticator::new(Arc::new(Policy), [7; CHAP_RANDOM_BYTES]);
+        let mut c = Connection::with_authenticator(cfg(), 0, Box::new(auth));
+        let first = kv(&[
+            ("InitiatorName", INITIATOR),
+            ("TargetName", TARGET),
+            ("AuthMethod", "CHAP"),
+        ]);
+        c.handle_pdu(login_pdu(0, 1, true, false, first), 1);
+        drain(&mut c);
+        let r = format!("0x{}", "00".repeat(16));
+        assert_eq!(
+            answer(&mut c, &[("CHAP_N", "alice"), ("CHAP_R", &r)]),
+            st::AUTH_FAILURE
+        );
+    }
+
+    #[test]
+    fn c4_c5_bad_mutual_identifier_or_challenge() {
+        let big = format!("0x{}", "ab".repeat(1025));
+        for (i, (ci, cc)) in [
+            ("256", "0x0102030405060708"),
+            ("-1", "0x0102030405060708"),
+            ("one", "0x0102030405060708"),
+            ("1", big.as_str()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (mut c, alg, id, ch) = challenged("5").expect("challenge");
+            let r = hex(&right(alg, id, &ch));
+            let s = answer(
+                &mut c,
+                &[
+                    ("CHAP_N", "alice"),
+                    ("CHAP_R", &r),
+                    ("CHAP_I", ci),
+                    ("CHAP_C", cc),
+                ],
+            );
+            assert_eq!(s, st::AUTH_FAILURE, "case {i}");
+        }
+        // The target's own challenge reflected back.
+        let (mut c, alg, id, ch) = challenged("5").expect("challenge");
+        let r = hex(&right(alg, id, &ch));
+        let reflected = hex(&ch);
+        let s = answer(
+            &mut c,
+            &[
+                ("CHAP_N", "alice"),
+                ("CHAP_R", &r),
+                ("CHAP_I", "9"),
+                ("CHAP_C", &reflected),
+            ],
+        );
+        assert_eq!(s, st::AUTH_FAILURE);
+    }
+
+    #[test]
+    fn c6_chap_n_with_a_hex_prefix_is_a_plain_name() {
+        let (mut c, alg, id, ch) = challenged("5").expect("challenge");
+        let r = hex(&alg.response(id, b"hex-looking-name", &ch));
+        assert_eq!(answer(&mut c, &[("CHAP_N", "0x616c"), ("CHAP_R", &r)]), 0);
+        // Not decoded: "0x616c" is not "al", and "0b..." is no base64 name either.
+        for name in ["al", "0X616C", "0bYWw="] {
+            let (mut c, alg, id, ch) = challenged("5").expect("challenge");
+            let r = hex(&alg.response(id, b"hex-looking-name", &ch));
+            assert_eq!(
+                answer(&mut c, &[("CHAP_N", name), ("CHAP_R", &r)]),
+                st::AUTH_FAILURE,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn c7_unknown_user() {
+        let (mut c, alg, id, ch) = challenged("5").expect("challenge");
+        let r = hex(&right(alg, id, &ch));
+        assert_eq!(
+            answer(&mut c, &[("CHAP_N", "mallory"), ("CHAP_R", &r)]),
+            st::AUTH_FAILURE
+        );
+        let (mut c, alg, id, ch) = challenged("5").expect("challenge");
+        let r = hex(&right(alg, id, &ch));
+        let long = "n".repeat(300);
+        assert_eq!(
+            answer(&mut c, &[("CHAP_N", &long), ("CHAP_R", &r)]),
+            st::AUTH_FAILURE
+        );
     }
 }

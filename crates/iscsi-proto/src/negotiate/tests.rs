@@ -415,3 +415,24 @@ fn proposals_for_stricter_limits_and_answers() {
     // Defaults suffice: nothing to propose.
     assert!(neg().proposals().is_empty());
 }
+
+#[test]
+fn values_over_255_bytes_are_rejected_except_large_binary() {
+    let long = "a".repeat(MAX_SIMPLE_VALUE + 1);
+    let mut n = neg();
+    assert_eq!(
+        one(&mut n, "InitiatorAlias", &long, Stage::Security).as_deref(),
+        Some("Reject")
+    );
+    assert_eq!(n.identity.initiator_alias, None);
+    assert_eq!(
+        op("MaxBurstLength", &"9".repeat(256)).as_deref(),
+        Some("Reject")
+    );
+    assert_eq!(op("HeaderDigest", &long).as_deref(), Some("Reject"));
+    // 255 bytes are fine.
+    let mut n = neg();
+    let ok = "b".repeat(MAX_SIMPLE_VALUE);
+    assert_eq!(one(&mut n, "InitiatorAlias", &ok, Stage::Security), None);
+    assert_eq!(n.identity.initiator_alias.as_deref(), Some(ok.as_str()));
+}

@@ -96,14 +96,14 @@ fn req<'a>(cdb: &'a [u8], data: &'a [u8]) -> Request<'a> {
 fn io(s: Started) -> (IoOp, crate::PendingIo) {
     match s {
         Started::Io { op, pending } => (op, pending),
-        Started::Done(r) => panic!("expected queued I/O, got {r:?}"),
+        other => panic!("expected queued I/O, got {other:?}"),
     }
 }
 
 fn done(s: Started) -> crate::Response {
     match s {
         Started::Done(r) => r,
-        Started::Io { op, .. } => panic!("expected a response, got {op:?}"),
+        other => panic!("expected a response, got {other:?}"),
     }
 }
 
