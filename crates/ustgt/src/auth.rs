@@ -278,6 +278,7 @@ fn allow_list(allow: &[String]) -> Result<Option<Vec<AclEntry>>, String> {
     let mut entries: Vec<AclEntry> = Vec::with_capacity(allow.len());
     for name in allow {
         crate::config::validate_iqn(name).map_err(|e| format!("--allow {name}: {e}"))?;
+        let name = &crate::config::normalize_name(name);
         if entries.iter().any(|e| e.initiator == *name) {
             return Err(format!("--allow {name}: given twice"));
         }

@@ -304,6 +304,7 @@ fn parse_in(text: &str, name: &str, base: &Path) -> Result<ServerConfig, String>
     for t in &raw.target {
         let target = build_target(t.get_ref(), &loc)?;
         let line = loc.line(t.get_ref().iqn.span().start);
+        // Names are normalized (lowercase), so two spellings of one name are caught here.
         if let Some(first) = seen.insert(target.iqn.clone(), line) {
             return Err(loc.at(
                 &t.get_ref().iqn,
@@ -372,6 +373,7 @@ pub fn parse_portal(text: &str) -> Result<SocketAddr, String> {
 fn build_target(raw: &RawTarget, loc: &Locator) -> Result<TargetSpec, String> {
     let iqn = raw.iqn.get_ref().clone();
     validate_iqn(&iqn).map_err(|e| loc.at(&raw.iqn, format!("target \"{iqn}\": {e}")))?;
+    let iqn = normalize_name(&iqn);
     let alias = match &raw.alias {
         Some(a) => Some(
             check_alias(a.get_ref()).map_err(|e| loc.at(a, format!("target \"{iqn}\": {e}")))?,
@@ -674,9 +676,17 @@ fn check_alias(alias: &str) -> Result<String, String> {
 /// Longest iSCSI name, in bytes (RFC 3720 3.2.6.1).
 pub const MAX_NAME_LEN: usize = 223;
 
+/// The normalized form of a valid iSCSI name: lowercase (RFC 3722 folds case, so
+/// `eui.0123456789ABCDEF` and `eui.0123456789abcdef` are one name). Names are kept and compared
+/// only in this form.
+pub fn normalize_name(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
 /// Checks an iSCSI name (RFC 3720 3.2.6.3): `iqn.YYYY-MM.reversed.domain[:anything]`,
-/// `eui.` and 16 hex digits, or `naa.` and 16 or 32 hex digits. Names must already be in their
-/// normalized (lowercase) form.
+/// `eui.` and 16 hex digits, or `naa.` and 16 or 32 hex digits. `iqn.` names must be in
+/// their normalized (lowercase) form; `eui.`/`naa.` hex digits may be in either case and are
+/// folded by [`normalize_name`].
 pub fn validate_iqn(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty iSCSI name".into());
@@ -856,7 +866,8 @@ iqn = "eui.02004567A425678D"
         assert!(lun0.read_only && lun0.write_cache);
         assert_eq!(lun0.block_size, 512);
         assert_eq!(t.luns[1].1.store, StoreSpec::Ram { size: 4 << 20 });
-        assert_eq!(c.targets[1].iqn, "eui.02004567A425678D");
+        // Kept in the normalized (lowercase) form.
+        assert_eq!(c.targets[1].iqn, "eui.02004567a425678d");
         assert!(
             c.targets[1].luns.is_empty(),
             "a target without LUNs is allowed"
@@ -1244,6 +1255,18 @@ iqn = "eui.02004567A425678D"
         let c = parse(&two("id = 16383\n", ""), "c.toml").expect("parse");
         let ids: Vec<u64> = c.targets[0].luns.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, vec![0, 16383]);
+    }
+
+    #[test]
+    fn target_names_differing_only_in_case_are_duplicates() {
+        let text = "[[target]]\niqn = \"eui.0123456789ABCDEF\"\n\n[[target]]\niqn = \"eui.0123456789abcdef\"\n";
+        assert_eq!(
+            err(text),
+            "c.toml:5: duplicate target \"eui.0123456789abcdef\" (first defined at line 2)"
+        );
+        // The same for initiators of one access list.
+        let text = "[[target]]\niqn = \"iqn.2026-11.io.x:a\"\n[[target.acl]]\ninitiator = \"eui.0123456789ABCDEF\"\n[[target.acl]]\ninitiator = \"eui.0123456789abcdef\"\n";
+        assert!(err(text).contains("is listed twice"), "{}", err(text));
     }
 
     #[test]

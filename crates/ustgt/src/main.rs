@@ -165,6 +165,7 @@ fn quick_config(args: &ServeArgs) -> Result<ServerConfig, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let iqn = args.iqn.clone().unwrap_or_else(|| DEFAULT_IQN.to_string());
     config::validate_iqn(&iqn).map_err(|e| format!("--iqn {iqn}: {e}"))?;
+    let iqn = config::normalize_name(&iqn);
     let specs: Vec<&str> = if args.luns.is_empty() {
         vec![DEFAULT_LUN]
     } else {

@@ -161,6 +161,7 @@ fn acl_entry(
     let name = raw.initiator.get_ref();
     let what = format!("target \"{}\" acl \"{name}\"", spec.iqn);
     super::validate_iqn(name).map_err(|e| ctx.loc.at(&raw.initiator, format!("{what}: {e}")))?;
+    let name = &super::normalize_name(name);
     let chap = match &raw.chap {
         Some(v) => Some(credentials(v, &what, ctx)?),
         None => None,
