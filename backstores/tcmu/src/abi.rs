@@ -121,6 +121,44 @@ pub struct TcmurCmd {
     pub done: Option<DoneFn>,
 }
 
+impl TcmulibCmd {
+    /// A command with every pointer null and no sense, for the host to fill in.
+    pub fn empty() -> TcmulibCmd {
+        TcmulibCmd {
+            cmd_id: 0,
+            cdb: std::ptr::null_mut(),
+            iovec: std::ptr::null_mut(),
+            iov_cnt: 0,
+            sense_buf: [0; SENSE_BUFFERSIZE],
+            hm_private: std::ptr::null_mut(),
+        }
+    }
+}
+
+impl TcmurCmd {
+    /// A runner command with every pointer null and no completion callback.
+    pub fn empty() -> TcmurCmd {
+        TcmurCmd {
+            lib_cmd: std::ptr::null_mut(),
+            iovec: std::ptr::null_mut(),
+            iov_cnt: 0,
+            iov_base_copy: std::ptr::null_mut(),
+            cmd_state: std::ptr::null_mut(),
+            requested: 0,
+            cmds_list_entry: ListNode {
+                next: std::ptr::null_mut(),
+                prev: std::ptr::null_mut(),
+            },
+            start_time: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            timed_out: false,
+            done: None,
+        }
+    }
+}
+
 /// `enum tcmulib_cfg_type` values.
 pub const CFG_DEV_CFGSTR: c_int = 0;
 /// Device size change.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use backstore::IoDone;
 
-use crate::abi::{sts, CmdPtr, Iovec, ListNode, TcmulibCmd, TcmurCmd, SENSE_BUFFERSIZE};
+use crate::abi::{sts, CmdPtr, Iovec, TcmulibCmd, TcmurCmd, SENSE_BUFFERSIZE};
 use crate::device::HostDevice;
 use crate::loader::Handler;
 use crate::queue::Sink;
@@ -141,32 +141,8 @@ impl Cmd {
             _ => Vec::new(),
         };
         Box::new(Cmd {
-            runner: TcmurCmd {
-                lib_cmd: std::ptr::null_mut(),
-                iovec: std::ptr::null_mut(),
-                iov_cnt: 0,
-                iov_base_copy: std::ptr::null_mut(),
-                cmd_state: std::ptr::null_mut(),
-                requested: 0,
-                cmds_list_entry: ListNode {
-                    next: std::ptr::null_mut(),
-                    prev: std::ptr::null_mut(),
-                },
-                start_time: libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                timed_out: false,
-                done: None,
-            },
-            lib: TcmulibCmd {
-                cmd_id: 0,
-                cdb: std::ptr::null_mut(),
-                iovec: std::ptr::null_mut(),
-                iov_cnt: 0,
-                sense_buf: [0; SENSE_BUFFERSIZE],
-                hm_private: std::ptr::null_mut(),
-            },
+            runner: TcmurCmd::empty(),
+            lib: TcmulibCmd::empty(),
             magic: CMD_MAGIC,
             cdb: [0; 16],
             iov: Iovec {

@@ -14,7 +14,7 @@ use std::ffi::c_int;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use crate::abi::{sts, Iovec, ListNode, TcmulibCmd, TcmurCmd, SENSE_BUFFERSIZE};
+use crate::abi::{sts, Iovec, TcmulibCmd, TcmurCmd, SENSE_BUFFERSIZE};
 use crate::device::HostDevice;
 use crate::loader::Handler;
 use crate::status;
@@ -60,31 +60,10 @@ impl CdbCmd {
             padded.resize(16, 0);
         }
         let mut cmd = Box::new(CdbCmd {
-            runner: TcmurCmd {
-                lib_cmd: std::ptr::null_mut(),
-                iovec: std::ptr::null_mut(),
-                iov_cnt: 0,
-                iov_base_copy: std::ptr::null_mut(),
-                cmd_state: std::ptr::null_mut(),
-                requested: 0,
-                cmds_list_entry: ListNode {
-                    next: std::ptr::null_mut(),
-                    prev: std::ptr::null_mut(),
-                },
-                start_time: libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                timed_out: false,
-                done: None,
-            },
+            runner: TcmurCmd::empty(),
             lib: TcmulibCmd {
-                cmd_id: 0,
-                cdb: std::ptr::null_mut(),
-                iovec: std::ptr::null_mut(),
                 iov_cnt: 1,
-                sense_buf: [0; SENSE_BUFFERSIZE],
-                hm_private: std::ptr::null_mut(),
+                ..TcmulibCmd::empty()
             },
             no_magic: 0,
             cdb: padded,
